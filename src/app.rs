@@ -1,0 +1,132 @@
+//! Builds and starts the whole server (storage, persister, router, HTTP) and shuts it down
+//! in order: stop accepting, close every socket with "going away", commit every pending
+//! write. The binary and the tests both start Charla through [`start`].
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::runtime::persister::{BatchLimits, Persister};
+use crate::runtime::router::Router;
+use crate::runtime::{hub::Hub, Core, Runtime};
+use crate::store::Store;
+use crate::telemetry::{self, Metrics};
+use actix::Actor;
+use actix_web::{dev::ServerHandle, web, App, HttpServer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A running server.
+pub struct Server {
+    /// The address it listens on (the real port when the configuration asked for port 0).
+    pub addr: SocketAddr,
+    /// The runtime, for tests that look inside.
+    pub runtime: Runtime,
+    handle: ServerHandle,
+    done: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Opens the database and applies its migrations.
+pub fn open_store(cfg: &Config) -> Result<Store, String> {
+    let store = Store::open(cfg).map_err(|e| format!("cannot open the database: {e}"))?;
+    store.migrate().map_err(|e| e.to_string())?;
+    Ok(store)
+}
+
+/// Starts Charla with the real clock.
+pub async fn start(cfg: Config) -> Result<Server, String> {
+    start_with_clock(cfg, Arc::new(SystemClock)).await
+}
+
+/// Starts Charla with the given clock (tests move time with a `ManualClock`).
+pub async fn start_with_clock(cfg: Config, clock: SharedClock) -> Result<Server, String> {
+    telemetry::init_logging(&cfg.log);
+    let cfg = Arc::new(cfg);
+    let open_cfg = cfg.clone();
+    let store = tokio::task::spawn_blocking(move || open_store(&open_cfg))
+        .await
+        .map_err(|e| format!("start-up task failed: {e}"))??;
+    let metrics = Arc::new(Metrics::default());
+    let persister = Persister::start(
+        store.clone(),
+        metrics.clone(),
+        BatchLimits {
+            max_writes: cfg.batch_max,
+            max_wait: Duration::from_micros(cfg.batch_wait_us),
+            queue: cfg.persist_queue,
+        },
+    )
+    .map_err(|e| format!("cannot start the persister: {e}"))?;
+    let threads = worker_count(&cfg);
+    let core = Arc::new(Core {
+        config: cfg.clone(),
+        store,
+        persister,
+        metrics,
+        clock,
+        registry: Default::default(),
+        hub: Hub::default(),
+    });
+    let router = Router::new(core.clone(), threads).start();
+    let runtime = Runtime { core, router };
+    let data = web::Data::new(runtime.clone());
+    let static_dir = cfg.static_dir.clone();
+    let server = HttpServer::new(move || {
+        let static_dir = static_dir.clone();
+        App::new()
+            .app_data(data.clone())
+            .configure(move |c| crate::http::routes(c, &static_dir))
+    })
+    .workers(threads)
+    .backlog(4096)
+    .max_connections(100_000)
+    .disable_signals()
+    .shutdown_timeout(cfg.shutdown_timeout_secs)
+    .bind(cfg.addr)
+    .map_err(|e| format!("cannot listen on {} (CHARLA_ADDR): {e}", cfg.addr))?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| "the server bound no address".to_string())?;
+    let server = server.run();
+    let handle = server.handle();
+    let done = tokio::spawn(server);
+    tracing::info!(%addr, database = runtime.core.store.backend_name(), "charla is listening");
+    Ok(Server {
+        addr,
+        runtime,
+        handle,
+        done,
+    })
+}
+
+fn worker_count(cfg: &Config) -> usize {
+    if cfg.workers > 0 {
+        cfg.workers
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    }
+}
+
+impl Server {
+    /// Graceful shutdown: closes every websocket with 1001 "going away", stops accepting
+    /// and lets HTTP requests finish, then commits whatever the persister still holds.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down");
+        self.runtime.core.hub.shutdown_all();
+        // Let the sessions write their close frames before the workers stop.
+        for _ in 0..50 {
+            if self.runtime.core.hub.session_count() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.handle.stop(true).await;
+        let _ = self.done.await;
+        let persister = self.runtime.core.persister.clone();
+        let _ = tokio::task::spawn_blocking(move || persister.stop()).await;
+        tracing::info!("stopped; every pending write was committed");
+    }
+}

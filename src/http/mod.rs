@@ -1,0 +1,118 @@
+//! HTTP routes: thin handlers that check who is asking and call into the store or the
+//! runtime. Websocket upgrades hand the socket to a session actor.
+
+pub mod account;
+pub mod conversations;
+
+use crate::error::{AppError, ErrorCode};
+use crate::runtime::operator::OperatorSession;
+use crate::runtime::session::codec_limit;
+use crate::runtime::visitor::VisitorSession;
+use crate::runtime::Runtime;
+use actix_web::{error::JsonPayloadError, web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+
+/// Largest JSON body the HTTP API accepts.
+const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// Registers every route on an actix-web `App`.
+pub fn routes(cfg: &mut web::ServiceConfig, static_dir: &std::path::Path) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(MAX_JSON_BODY)
+            .error_handler(|err, _req| json_error(err).into()),
+    )
+    .route("/healthz", web::get().to(healthz))
+    .route("/metrics", web::get().to(metrics))
+    .route("/ws/visitor", web::get().to(visitor_ws))
+    .route("/ws/operator", web::get().to(operator_ws))
+    .service(
+        web::scope("/api")
+            .route("/login", web::post().to(account::login))
+            .route("/logout", web::post().to(account::logout))
+            .route("/me", web::get().to(account::me))
+            .route("/operators", web::get().to(account::list_operators))
+            .route("/operators", web::post().to(account::add_operator))
+            .route("/operators/{id}", web::patch().to(account::update_operator))
+            .route("/conversations", web::get().to(conversations::list))
+            .route("/conversations/{id}", web::get().to(conversations::show))
+            .route(
+                "/conversations/{id}/messages",
+                web::post().to(conversations::reply),
+            )
+            .route(
+                "/conversations/{id}/close",
+                web::post().to(conversations::close),
+            )
+            .route(
+                "/conversations/{id}/reopen",
+                web::post().to(conversations::reopen),
+            )
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(AppError::not_found("no such API endpoint"))
+            })),
+    );
+    if static_dir.is_dir() {
+        cfg.service(actix_files::Files::new("/", static_dir).index_file("index.html"));
+    }
+}
+
+fn json_error(err: JsonPayloadError) -> AppError {
+    match err {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            AppError::new(
+                ErrorCode::TooLarge,
+                format!("the body is over {MAX_JSON_BODY} bytes"),
+            )
+        }
+        JsonPayloadError::Deserialize(e) if e.is_syntax() || e.is_eof() => {
+            AppError::new(ErrorCode::BadJson, format!("malformed JSON: {e}"))
+        }
+        JsonPayloadError::Deserialize(e) => AppError::bad_request(format!("invalid body: {e}")),
+        JsonPayloadError::ContentType => {
+            AppError::bad_request("the body must be JSON (Content-Type: application/json)")
+        }
+        other => AppError::bad_request(other.to_string()),
+    }
+}
+
+async fn healthz(rt: web::Data<Runtime>) -> HttpResponse {
+    match rt.core.store.call(|s| s.ping()).await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({
+            "status": "ok",
+            "database": rt.core.store.backend_name(),
+        })),
+        Err(_) => HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "status": "unavailable",
+            "database": rt.core.store.backend_name(),
+        })),
+    }
+}
+
+async fn metrics(rt: web::Data<Runtime>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(rt.core.metrics.render())
+}
+
+async fn visitor_ws(
+    req: HttpRequest,
+    stream: web::Payload,
+    rt: web::Data<Runtime>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let limit = codec_limit(rt.core.config.max_frame_bytes);
+    ws::WsResponseBuilder::new(VisitorSession::new(rt.get_ref().clone()), &req, stream)
+        .frame_size(limit)
+        .start()
+}
+
+async fn operator_ws(
+    req: HttpRequest,
+    stream: web::Payload,
+    rt: web::Data<Runtime>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let limit = codec_limit(rt.core.config.max_frame_bytes);
+    ws::WsResponseBuilder::new(OperatorSession::new(rt.get_ref().clone()), &req, stream)
+        .frame_size(limit)
+        .start()
+}

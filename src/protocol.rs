@@ -1,0 +1,293 @@
+//! Wire frames of protocol version 1: JSON objects tagged by `type`, documented one by one
+//! in `docs/PROTOCOL.md`. Incoming frames are parsed into typed enums; outgoing ones are
+//! serialised once into a shared [`ByteString`] and handed to every recipient.
+
+use crate::error::{AppError, ErrorCode};
+use crate::model::{ConversationView, MessageView};
+use bytestring::ByteString;
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this server speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest accepted client message id.
+pub const MAX_CLIENT_ID_LEN: usize = 64;
+
+/// Frames a visitor's widget sends.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum VisitorFrame {
+    /// First frame: who I am (token) and what I have already seen.
+    Hello {
+        /// Protocol version the client speaks.
+        #[serde(default)]
+        v: Option<u32>,
+        /// The token the server issued earlier; absent for a new visitor.
+        #[serde(default)]
+        token: Option<String>,
+        /// The conversation to resume; absent means the visitor's latest.
+        #[serde(default)]
+        conversation_id: Option<i64>,
+        /// The last sequence number the client holds; the server replays what follows.
+        #[serde(default)]
+        last_seq: Option<i64>,
+        /// The channel the widget belongs to.
+        #[serde(default)]
+        channel: Option<String>,
+    },
+    /// A text message.
+    Message {
+        /// Idempotency key chosen by the client.
+        client_id: String,
+        /// The text.
+        body: String,
+    },
+    /// The visitor started or stopped typing.
+    Typing {
+        /// Typing now.
+        on: bool,
+    },
+    /// The visitor has seen everything up to `seq`.
+    Read {
+        /// Sequence number.
+        seq: i64,
+    },
+    /// Application-level keep-alive; answered with `pong`.
+    Ping {},
+}
+
+/// Frames the operator console sends.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OperatorFrame {
+    /// First frame: the bearer token from login.
+    Auth {
+        /// Token.
+        token: String,
+    },
+    /// A reply in a conversation.
+    Message {
+        /// Conversation.
+        conversation_id: i64,
+        /// Idempotency key.
+        client_id: String,
+        /// The text.
+        body: String,
+    },
+    /// Typing indicator in a conversation.
+    Typing {
+        /// Conversation.
+        conversation_id: i64,
+        /// Typing now.
+        on: bool,
+    },
+    /// Seen up to `seq` in a conversation.
+    Read {
+        /// Conversation.
+        conversation_id: i64,
+        /// Sequence number.
+        seq: i64,
+    },
+    /// Close a conversation.
+    Close {
+        /// Conversation.
+        conversation_id: i64,
+        /// Idempotency key for the `closed` event.
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    /// Reopen a closed conversation.
+    Reopen {
+        /// Conversation.
+        conversation_id: i64,
+        /// Idempotency key for the `reopened` event.
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    /// Keep-alive; answered with `pong`.
+    Ping {},
+}
+
+/// Frames the server sends, to visitors and operators alike.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    /// Answer to a visitor's `hello`.
+    Welcome {
+        /// Protocol version.
+        v: u32,
+        /// A newly issued visitor token; present only when the server created the identity.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        visitor_token: Option<&'a str>,
+        /// The conversation resumed, if any.
+        conversation: Option<&'a ConversationView>,
+    },
+    /// Answer to an operator's `auth`.
+    Ready {
+        /// Protocol version.
+        v: u32,
+        /// Who is logged in.
+        operator: &'a crate::store::operators::Operator,
+    },
+    /// A conversation was opened or changed status.
+    Conversation {
+        /// Its header.
+        conversation: &'a ConversationView,
+    },
+    /// A message or event, committed.
+    Message {
+        /// The message.
+        #[serde(flatten)]
+        message: &'a MessageView,
+    },
+    /// A client's message is durable under this sequence number.
+    Ack {
+        /// The client's key.
+        client_id: &'a str,
+        /// Conversation.
+        conversation_id: i64,
+        /// Assigned sequence number.
+        seq: i64,
+        /// The key had been stored before; nothing new was written.
+        duplicate: bool,
+    },
+    /// Someone is typing.
+    Typing {
+        /// Conversation.
+        conversation_id: i64,
+        /// `visitor` or `operator`.
+        from: &'a str,
+        /// Typing now.
+        on: bool,
+    },
+    /// Someone has seen messages up to `seq`.
+    Read {
+        /// Conversation.
+        conversation_id: i64,
+        /// `visitor` or `operator`.
+        by: &'a str,
+        /// Sequence number.
+        seq: i64,
+    },
+    /// Answer to `ping`.
+    Pong {},
+    /// Something went wrong with a frame; the session stays open.
+    Error {
+        /// Stable code.
+        code: ErrorCode,
+        /// Human-readable reason.
+        message: &'a str,
+        /// The client id of the frame that failed, when it had one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_id: Option<&'a str>,
+        /// Whether retrying the same frame later may work.
+        retryable: bool,
+        /// Suggested wait before a retry.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
+}
+
+impl ServerFrame<'_> {
+    /// Serialises the frame once, to share among recipients.
+    pub fn encode(&self) -> ByteString {
+        match serde_json::to_string(self) {
+            Ok(s) => ByteString::from(s),
+            // Serialising these plain structs cannot fail; answer with a valid frame anyway.
+            Err(_) => ByteString::from_static(
+                r#"{"type":"error","code":"internal","message":"encoding failed","retryable":false}"#,
+            ),
+        }
+    }
+}
+
+/// An error frame for `err`, naming the client id of the frame that caused it.
+pub fn error_frame(err: &AppError, client_id: Option<&str>) -> ByteString {
+    ServerFrame::Error {
+        code: err.code,
+        message: &err.message,
+        client_id,
+        retryable: err.code.retryable(),
+        retry_after_ms: err.retry_after_ms,
+    }
+    .encode()
+}
+
+/// Parses a text frame into `T`, telling apart malformed JSON, an unknown `type` and a
+/// known type with bad fields.
+pub fn parse_frame<T: serde::de::DeserializeOwned>(
+    text: &str,
+    known: &[&str],
+) -> Result<T, AppError> {
+    match serde_json::from_str::<T>(text) {
+        Ok(frame) => Ok(frame),
+        Err(err) => {
+            let value: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| AppError::new(ErrorCode::BadJson, format!("malformed JSON: {e}")))?;
+            let Some(kind) = value.get("type").and_then(|t| t.as_str()) else {
+                return Err(AppError::bad_request(
+                    "a frame must be a JSON object with a string `type`",
+                ));
+            };
+            if !known.contains(&kind) {
+                return Err(AppError::new(
+                    ErrorCode::UnknownType,
+                    format!(
+                        "unknown frame type `{}`",
+                        kind.chars().take(40).collect::<String>()
+                    ),
+                ));
+            }
+            Err(AppError::bad_request(format!(
+                "invalid `{kind}` frame: {err}"
+            )))
+        }
+    }
+}
+
+/// Frame types a visitor may send.
+pub const VISITOR_TYPES: &[&str] = &["hello", "message", "typing", "read", "ping"];
+/// Frame types an operator may send.
+pub const OPERATOR_TYPES: &[&str] = &[
+    "auth", "message", "typing", "read", "close", "reopen", "ping",
+];
+
+/// Checks a client id and a message body against the limits.
+pub fn validate_message(client_id: &str, body: &str, max_chars: usize) -> Result<(), AppError> {
+    if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID_LEN {
+        return Err(AppError::bad_request(format!(
+            "client_id must be 1 to {MAX_CLIENT_ID_LEN} bytes"
+        )));
+    }
+    if body.trim().is_empty() {
+        return Err(AppError::bad_request("the message is empty"));
+    }
+    if body.chars().count() > max_chars {
+        return Err(AppError::new(
+            ErrorCode::TooLarge,
+            format!("the message is longer than {max_chars} characters"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_tells_errors_apart() {
+        let e = parse_frame::<VisitorFrame>("{nope", VISITOR_TYPES).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadJson);
+        let e = parse_frame::<VisitorFrame>(r#"{"type":"dance"}"#, VISITOR_TYPES).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnknownType);
+        let e = parse_frame::<VisitorFrame>(r#"{"type":"message"}"#, VISITOR_TYPES).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        let e = parse_frame::<VisitorFrame>("[1,2]", VISITOR_TYPES).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(matches!(
+            parse_frame::<VisitorFrame>(r#"{"type":"typing","on":true}"#, VISITOR_TYPES),
+            Ok(VisitorFrame::Typing { on: true })
+        ));
+    }
+}

@@ -1,0 +1,364 @@
+//! The OperatorSession actor: one per console websocket. It authenticates with the bearer
+//! token from login, joins the live feed of every conversation, and turns frames into
+//! messages to conversation actors after checking the operator's permission.
+
+use super::conversation::{MarkRead, Post, Reply, SetStatus, Typing};
+use super::session::{check_size, RateLimit, CLIENT_TIMEOUT, HEARTBEAT_INTERVAL};
+use super::{Outbound, Runtime, Shutdown};
+use crate::auth;
+use crate::error::{AppError, ErrorCode};
+use crate::model::{Author, AuthorKind, ConversationStatus};
+use crate::protocol::{
+    error_frame, parse_frame, validate_message, OperatorFrame, ServerFrame, OPERATOR_TYPES,
+};
+use crate::store::operators::Operator;
+use actix::prelude::*;
+use actix_web_actors::ws;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// The session actor.
+pub struct OperatorSession {
+    id: u64,
+    rt: Runtime,
+    operator: Option<(Operator, i64)>,
+    last_heard: Instant,
+    limit: RateLimit,
+}
+
+/// Whether an operator may touch conversations (OC1: administrators always may).
+pub fn may_chat(op: &Operator) -> bool {
+    op.is_admin || op.can_chat
+}
+
+impl OperatorSession {
+    /// A session on a fresh socket.
+    pub fn new(rt: Runtime) -> Self {
+        let cfg = &rt.core.config;
+        let limit = RateLimit::new(cfg.rate_per_sec, cfg.rate_burst);
+        OperatorSession {
+            id: rt.core.hub.next_session_id(),
+            rt,
+            operator: None,
+            last_heard: Instant::now(),
+            limit,
+        }
+    }
+
+    fn send_error(
+        &self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        err: &AppError,
+        client_id: Option<&str>,
+    ) {
+        self.rt
+            .core
+            .metrics
+            .client_errors
+            .fetch_add(1, Ordering::Relaxed);
+        ctx.text(error_frame(err, client_id));
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let max = self.rt.core.config.max_frame_bytes;
+        if let Err(e) = check_size(text.len(), max).and_then(|_| self.limit.check()) {
+            return self.send_error(ctx, &e, None);
+        }
+        let frame = match parse_frame::<OperatorFrame>(text, OPERATOR_TYPES) {
+            Ok(f) => f,
+            Err(e) => return self.send_error(ctx, &e, None),
+        };
+        if let OperatorFrame::Auth { token } = frame {
+            return self.auth(ctx, token);
+        }
+        if let OperatorFrame::Ping {} = frame {
+            return ctx.text(ServerFrame::Pong {}.encode());
+        }
+        let Some((op, expires_at)) = self.operator.clone() else {
+            return self.send_error(
+                ctx,
+                &AppError::new(ErrorCode::HelloRequired, "send `auth` first"),
+                None,
+            );
+        };
+        if self.rt.core.clock.now_ms() >= expires_at {
+            self.send_error(
+                ctx,
+                &AppError::unauthorized("the login has expired; log in again"),
+                None,
+            );
+            ctx.close(Some(ws::CloseReason {
+                code: ws::CloseCode::Policy,
+                description: Some("login expired".into()),
+            }));
+            return ctx.stop();
+        }
+        let client_id = match &frame {
+            OperatorFrame::Message { client_id, .. } => Some(client_id.clone()),
+            OperatorFrame::Close { client_id, .. } | OperatorFrame::Reopen { client_id, .. } => {
+                client_id.clone()
+            }
+            _ => None,
+        };
+        if !may_chat(&op) {
+            return self.send_error(
+                ctx,
+                &AppError::forbidden("your user group has no chat permission"),
+                client_id.as_deref(),
+            );
+        }
+        let author = Author::operator(op.id, op.name.clone());
+        let sink = ctx.address().recipient::<Outbound>();
+        let (conversation_id, action): (i64, Action) = match frame {
+            OperatorFrame::Message {
+                conversation_id,
+                client_id,
+                body,
+            } => {
+                if let Err(e) =
+                    validate_message(&client_id, &body, self.rt.core.config.max_message_chars)
+                {
+                    return self.send_error(ctx, &e, Some(&client_id));
+                }
+                (
+                    conversation_id,
+                    Action::Post(Post {
+                        author,
+                        author_id: op.id,
+                        client_id,
+                        body,
+                        reply: Reply::Session(sink),
+                        from_session: Some(self.id),
+                    }),
+                )
+            }
+            OperatorFrame::Close {
+                conversation_id,
+                client_id,
+            } => (
+                conversation_id,
+                Action::Status(status(
+                    author,
+                    op.id,
+                    ConversationStatus::Closed,
+                    client_id,
+                    sink,
+                    self.id,
+                )),
+            ),
+            OperatorFrame::Reopen {
+                conversation_id,
+                client_id,
+            } => (
+                conversation_id,
+                Action::Status(status(
+                    author,
+                    op.id,
+                    ConversationStatus::Open,
+                    client_id,
+                    sink,
+                    self.id,
+                )),
+            ),
+            OperatorFrame::Typing {
+                conversation_id,
+                on,
+            } => (
+                conversation_id,
+                Action::Typing(Typing {
+                    from: AuthorKind::Operator,
+                    on,
+                    from_session: self.id,
+                }),
+            ),
+            OperatorFrame::Read {
+                conversation_id,
+                seq,
+            } => (
+                conversation_id,
+                Action::Read(MarkRead {
+                    by: AuthorKind::Operator,
+                    seq,
+                }),
+            ),
+            OperatorFrame::Auth { .. } | OperatorFrame::Ping {} => return,
+        };
+        if let Some(addr) = self.rt.live_conversation(conversation_id) {
+            if let Err(e) = action.deliver(&self.rt, &addr) {
+                self.send_error(ctx, &e, client_id.as_deref());
+            }
+            return;
+        }
+        // Not in memory: load it first, holding later frames back so order is kept.
+        let rt = self.rt.clone();
+        ctx.wait(
+            async move {
+                let addr = rt.conversation(conversation_id).await?;
+                action.deliver(&rt, &addr)
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                if let Err(e) = res {
+                    act.send_error(ctx, &e, client_id.as_deref());
+                }
+            }),
+        );
+    }
+
+    fn auth(&mut self, ctx: &mut ws::WebsocketContext<Self>, token: String) {
+        if self.operator.is_some() {
+            return self.send_error(ctx, &AppError::bad_request("already authenticated"), None);
+        }
+        let rt = self.rt.clone();
+        let fut = async move {
+            let digest = auth::token_digest(&token);
+            let now = rt.core.clock.now_ms();
+            rt.core
+                .store
+                .call(move |s| s.operator_by_token(&digest, now))
+                .await?
+                .ok_or_else(|| AppError::unauthorized("unknown or expired token"))
+        };
+        ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
+            Ok((op, expires_at)) => {
+                ctx.text(
+                    ServerFrame::Ready {
+                        v: crate::protocol::PROTOCOL_VERSION,
+                        operator: &op,
+                    }
+                    .encode(),
+                );
+                act.rt
+                    .core
+                    .hub
+                    .join_operator(act.id, ctx.address().recipient());
+                act.operator = Some((op, expires_at));
+            }
+            Err(e) => act.send_error(ctx, &e, None),
+        }));
+    }
+}
+
+fn status(
+    author: Author,
+    author_id: i64,
+    status: ConversationStatus,
+    client_id: Option<String>,
+    sink: Recipient<Outbound>,
+    session: u64,
+) -> SetStatus {
+    SetStatus {
+        author,
+        author_id,
+        status,
+        client_id,
+        reply: Reply::Session(sink),
+        from_session: Some(session),
+    }
+}
+
+/// A frame turned into the message its conversation actor takes.
+enum Action {
+    Post(Post),
+    Status(SetStatus),
+    Typing(Typing),
+    Read(MarkRead),
+}
+
+impl Action {
+    fn deliver(
+        self,
+        rt: &Runtime,
+        addr: &Addr<super::conversation::Conversation>,
+    ) -> Result<(), AppError> {
+        match self {
+            Action::Post(m) => rt.deliver(addr, m),
+            Action::Status(m) => rt.deliver(addr, m),
+            Action::Typing(m) => rt.deliver(addr, m),
+            Action::Read(m) => rt.deliver(addr, m),
+        }
+    }
+}
+
+impl Actor for OperatorSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.rt
+            .core
+            .metrics
+            .operator_connections
+            .fetch_add(1, Ordering::Relaxed);
+        self.rt.core.hub.join(self.id, ctx.address().recipient());
+        ctx.run_interval(HEARTBEAT_INTERVAL, |act, ctx| {
+            if act.last_heard.elapsed() > CLIENT_TIMEOUT {
+                ctx.stop();
+            } else {
+                ctx.ping(b"");
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.rt
+            .core
+            .metrics
+            .operator_connections
+            .fetch_sub(1, Ordering::Relaxed);
+        self.rt.core.hub.leave(self.id);
+    }
+}
+
+impl Handler<Outbound> for OperatorSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Outbound, ctx: &mut Self::Context) {
+        ctx.text(msg.frame);
+    }
+}
+
+impl Handler<Shutdown> for OperatorSession {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Shutdown, ctx: &mut Self::Context) {
+        ctx.close(Some(ws::CloseReason {
+            code: ws::CloseCode::Away,
+            description: Some("server shutting down".into()),
+        }));
+        ctx.stop();
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for OperatorSession {
+    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        match item {
+            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
+            Ok(ws::Message::Binary(_)) => self.send_error(
+                ctx,
+                &AppError::new(
+                    ErrorCode::BadJson,
+                    "binary frames are not accepted; send JSON text",
+                ),
+                None,
+            ),
+            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
+            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Continuation(_)) | Ok(ws::Message::Nop) => {}
+            Ok(ws::Message::Close(_)) => ctx.stop(),
+            Err(ws::ProtocolError::Overflow) => {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Size,
+                    description: Some("frame too large".into()),
+                }));
+                ctx.stop();
+            }
+            Err(_) => {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Protocol,
+                    description: Some("websocket protocol error".into()),
+                }));
+                ctx.stop();
+            }
+        }
+    }
+}

@@ -1,0 +1,431 @@
+//! The VisitorSession actor: one per widget websocket. It authenticates the visitor (a new
+//! random token, or one issued before), attaches to the visitor's conversation with the
+//! last sequence number the widget holds, and forwards typed frames. It holds no business
+//! state beyond what it needs to deliver each message once.
+
+use super::conversation::{Attach, Attached, Conversation, Detach, MarkRead, Post, Reply, Typing};
+use super::router::Open;
+use super::session::{check_size, RateLimit, CLIENT_TIMEOUT, HEARTBEAT_INTERVAL};
+use super::{Outbound, Runtime, Shutdown};
+use crate::auth;
+use crate::error::{AppError, ErrorCode};
+use crate::model::{Author, AuthorKind};
+use crate::protocol::{
+    error_frame, parse_frame, validate_message, ServerFrame, VisitorFrame, VISITOR_TYPES,
+};
+use actix::prelude::*;
+use actix_web_actors::ws;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// Longest channel name accepted in `hello`.
+const MAX_CHANNEL_LEN: usize = 64;
+
+/// The session actor.
+pub struct VisitorSession {
+    id: u64,
+    rt: Runtime,
+    visitor_id: Option<i64>,
+    conversation: Option<(i64, Addr<Conversation>)>,
+    /// Highest sequence number delivered to this client; nothing at or below it is sent again.
+    delivered_seq: i64,
+    channel: String,
+    last_heard: Instant,
+    limit: RateLimit,
+}
+
+impl VisitorSession {
+    /// A session on a fresh socket.
+    pub fn new(rt: Runtime) -> Self {
+        let cfg = &rt.core.config;
+        let limit = RateLimit::new(cfg.rate_per_sec, cfg.rate_burst);
+        VisitorSession {
+            id: rt.core.hub.next_session_id(),
+            rt,
+            visitor_id: None,
+            conversation: None,
+            delivered_seq: 0,
+            channel: "web".into(),
+            last_heard: Instant::now(),
+            limit,
+        }
+    }
+
+    fn send_error(
+        &self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        err: &AppError,
+        client_id: Option<&str>,
+    ) {
+        self.rt
+            .core
+            .metrics
+            .client_errors
+            .fetch_add(1, Ordering::Relaxed);
+        ctx.text(error_frame(err, client_id));
+    }
+
+    fn deliver(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        seq: Option<i64>,
+        frame: bytestring::ByteString,
+    ) {
+        if let Some(seq) = seq {
+            if seq <= self.delivered_seq {
+                return;
+            }
+            self.delivered_seq = seq;
+        }
+        ctx.text(frame);
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let max = self.rt.core.config.max_frame_bytes;
+        if let Err(e) = check_size(text.len(), max).and_then(|_| self.limit.check()) {
+            return self.send_error(ctx, &e, None);
+        }
+        let frame = match parse_frame::<VisitorFrame>(text, VISITOR_TYPES) {
+            Ok(f) => f,
+            Err(e) => return self.send_error(ctx, &e, None),
+        };
+        match frame {
+            VisitorFrame::Hello {
+                v,
+                token,
+                conversation_id,
+                last_seq,
+                channel,
+            } => self.hello(
+                ctx,
+                v,
+                token,
+                conversation_id,
+                last_seq.unwrap_or(0),
+                channel,
+            ),
+            VisitorFrame::Ping {} => ctx.text(ServerFrame::Pong {}.encode()),
+            _ if self.visitor_id.is_none() => self.send_error(
+                ctx,
+                &AppError::new(ErrorCode::HelloRequired, "send `hello` first"),
+                None,
+            ),
+            VisitorFrame::Message { client_id, body } => self.message(ctx, client_id, body),
+            VisitorFrame::Typing { on } => {
+                if let Some((_, addr)) = &self.conversation {
+                    let _ = self.rt.deliver(
+                        addr,
+                        Typing {
+                            from: AuthorKind::Visitor,
+                            on,
+                            from_session: self.id,
+                        },
+                    );
+                }
+            }
+            VisitorFrame::Read { seq } => {
+                if let Some((_, addr)) = &self.conversation {
+                    let _ = self.rt.deliver(
+                        addr,
+                        MarkRead {
+                            by: AuthorKind::Visitor,
+                            seq,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn hello(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        v: Option<u32>,
+        token: Option<String>,
+        conversation_id: Option<i64>,
+        last_seq: i64,
+        channel: Option<String>,
+    ) {
+        if self.visitor_id.is_some() {
+            return self.send_error(
+                ctx,
+                &AppError::bad_request("`hello` was already accepted"),
+                None,
+            );
+        }
+        if v.is_some_and(|v| v != crate::protocol::PROTOCOL_VERSION) {
+            return self.send_error(
+                ctx,
+                &AppError::bad_request("unsupported protocol version; this server speaks v1"),
+                None,
+            );
+        }
+        if let Some(ch) = channel {
+            if ch.is_empty() || ch.len() > MAX_CHANNEL_LEN {
+                return self.send_error(ctx, &AppError::bad_request("invalid channel name"), None);
+            }
+            self.channel = ch;
+        }
+        let rt = self.rt.clone();
+        let session_id = self.id;
+        let sink = ctx.address().recipient::<Outbound>();
+        let fut = async move {
+            let now = rt.core.clock.now_ms();
+            let (visitor_id, issued) = match token {
+                Some(token) => {
+                    let digest = auth::token_digest(&token);
+                    let id = rt
+                        .core
+                        .store
+                        .call(move |s| s.visitor_by_token(&digest))
+                        .await?
+                        .ok_or_else(|| AppError::unauthorized("unknown visitor token"))?;
+                    (id, None)
+                }
+                None => {
+                    let token = auth::new_token();
+                    let digest = auth::token_digest(&token);
+                    let id = rt
+                        .core
+                        .store
+                        .call(move |s| s.add_visitor(&digest, now))
+                        .await?;
+                    (id, Some(token))
+                }
+            };
+            let target = match conversation_id {
+                Some(id) => Some(id),
+                None if issued.is_none() => {
+                    rt.core
+                        .store
+                        .call(move |s| s.latest_conversation_of(visitor_id))
+                        .await?
+                }
+                None => None,
+            };
+            let attached = match target {
+                Some(id) => {
+                    let addr = rt.conversation(id).await.map_err(|e| {
+                        // Do not reveal whether someone else's conversation exists.
+                        if e.code == ErrorCode::NotFound {
+                            AppError::forbidden("this conversation is not yours")
+                        } else {
+                            e
+                        }
+                    })?;
+                    let attached = addr
+                        .send(Attach {
+                            session_id,
+                            visitor_id,
+                            after_seq: last_seq,
+                            sink,
+                        })
+                        .await
+                        .map_err(|_| {
+                            AppError::new(ErrorCode::Busy, "the conversation is restarting; retry")
+                                .retry_after(100)
+                        })??;
+                    Some((id, addr, attached))
+                }
+                None => None,
+            };
+            Ok::<_, AppError>((visitor_id, issued, attached))
+        };
+        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok((visitor_id, issued, attached)) => {
+                act.visitor_id = Some(visitor_id);
+                act.delivered_seq = last_seq.max(0);
+                let view = attached.as_ref().map(|(_, _, a)| a.view.clone());
+                ctx.text(
+                    ServerFrame::Welcome {
+                        v: crate::protocol::PROTOCOL_VERSION,
+                        visitor_token: issued.as_deref(),
+                        conversation: view.as_ref(),
+                    }
+                    .encode(),
+                );
+                if let Some((id, addr, Attached { replay, .. })) = attached {
+                    act.conversation = Some((id, addr));
+                    for (seq, frame) in replay {
+                        act.deliver(ctx, Some(seq), frame);
+                    }
+                }
+            }
+            Err(e) => act.send_error(ctx, &e, None),
+        }));
+    }
+
+    fn message(&mut self, ctx: &mut ws::WebsocketContext<Self>, client_id: String, body: String) {
+        let max_chars = self.rt.core.config.max_message_chars;
+        if let Err(e) = validate_message(&client_id, &body, max_chars) {
+            return self.send_error(ctx, &e, Some(&client_id));
+        }
+        let Some(visitor_id) = self.visitor_id else {
+            return;
+        };
+        let post = Post {
+            author: Author::visitor(),
+            author_id: visitor_id,
+            client_id,
+            body,
+            reply: Reply::Session(ctx.address().recipient()),
+            from_session: Some(self.id),
+        };
+        if let Some((_, addr)) = &self.conversation {
+            if addr.connected() {
+                let client_id = post.client_id.clone();
+                if let Err(e) = self.rt.deliver(addr, post) {
+                    self.send_error(ctx, &e, Some(&client_id));
+                }
+                return;
+            }
+        }
+        // No conversation yet (or its actor died): open or restore it, then post. The
+        // session waits, so later frames keep their order.
+        let rt = self.rt.clone();
+        let existing = self.conversation.as_ref().map(|(id, _)| *id);
+        let channel = self.channel.clone();
+        let session_id = self.id;
+        let sink = ctx.address().recipient::<Outbound>();
+        let after_seq = self.delivered_seq;
+        let fut = async move {
+            let addr = match existing {
+                Some(id) => rt.conversation(id).await?,
+                None => rt
+                    .router
+                    .send(Open {
+                        visitor_id,
+                        channel,
+                    })
+                    .await
+                    .map_err(|_| {
+                        AppError::new(ErrorCode::Busy, "the router is unavailable").retry_after(100)
+                    })??,
+            };
+            let attached = addr
+                .send(Attach {
+                    session_id,
+                    visitor_id,
+                    after_seq,
+                    sink,
+                })
+                .await
+                .map_err(|_| {
+                    AppError::new(ErrorCode::Busy, "the conversation is restarting; retry")
+                        .retry_after(100)
+                })??;
+            Ok::<_, AppError>((addr, attached))
+        };
+        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok((addr, attached)) => {
+                ctx.text(
+                    ServerFrame::Conversation {
+                        conversation: &attached.view,
+                    }
+                    .encode(),
+                );
+                for (seq, frame) in attached.replay {
+                    act.deliver(ctx, Some(seq), frame);
+                }
+                let client_id = post.client_id.clone();
+                if let Err(e) = act.rt.deliver(&addr, post) {
+                    act.send_error(ctx, &e, Some(&client_id));
+                }
+                act.conversation = Some((attached.view.id, addr));
+            }
+            Err(e) => {
+                let client_id = post.client_id.clone();
+                act.send_error(ctx, &e, Some(&client_id));
+            }
+        }));
+    }
+}
+
+impl Actor for VisitorSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.rt
+            .core
+            .metrics
+            .visitor_connections
+            .fetch_add(1, Ordering::Relaxed);
+        self.rt.core.hub.join(self.id, ctx.address().recipient());
+        ctx.run_interval(HEARTBEAT_INTERVAL, |act, ctx| {
+            if act.last_heard.elapsed() > CLIENT_TIMEOUT {
+                ctx.stop();
+            } else {
+                ctx.ping(b"");
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.rt
+            .core
+            .metrics
+            .visitor_connections
+            .fetch_sub(1, Ordering::Relaxed);
+        self.rt.core.hub.leave(self.id);
+        if let Some((_, addr)) = &self.conversation {
+            addr.do_send(Detach {
+                session_id: self.id,
+            });
+        }
+    }
+}
+
+impl Handler<Outbound> for VisitorSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Outbound, ctx: &mut Self::Context) {
+        self.deliver(ctx, msg.seq, msg.frame);
+    }
+}
+
+impl Handler<Shutdown> for VisitorSession {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Shutdown, ctx: &mut Self::Context) {
+        ctx.close(Some(ws::CloseReason {
+            code: ws::CloseCode::Away,
+            description: Some("server shutting down".into()),
+        }));
+        ctx.stop();
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for VisitorSession {
+    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        match item {
+            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
+            Ok(ws::Message::Binary(_)) => self.send_error(
+                ctx,
+                &AppError::new(
+                    ErrorCode::BadJson,
+                    "binary frames are not accepted; send JSON text",
+                ),
+                None,
+            ),
+            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
+            Ok(ws::Message::Pong(_)) => {}
+            Ok(ws::Message::Close(_)) => ctx.stop(),
+            Ok(ws::Message::Continuation(_)) | Ok(ws::Message::Nop) => {}
+            Err(ws::ProtocolError::Overflow) => {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Size,
+                    description: Some("frame too large".into()),
+                }));
+                ctx.stop();
+            }
+            Err(_) => {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Protocol,
+                    description: Some("websocket protocol error".into()),
+                }));
+                ctx.stop();
+            }
+        }
+    }
+}

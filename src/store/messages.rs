@@ -1,0 +1,266 @@
+//! Messages and the batched write path the persister commits.
+
+use super::schema::{conversations, messages, operators};
+use super::{Store, StoreResult};
+use crate::db_run;
+use crate::model::{Author, AuthorKind, ConversationStatus, MessageKind, MessageView};
+use diesel::prelude::*;
+use std::collections::HashMap;
+
+/// Rows per INSERT statement: well under SQLite's 32,766 bound variables and PostgreSQL's
+/// 65,535 parameters at 8 columns a row.
+const ROWS_PER_INSERT: usize = 1000;
+
+/// A message to insert.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = messages)]
+#[diesel(treat_none_as_default_value = false)]
+pub struct NewMessage {
+    /// Conversation.
+    pub conversation_id: i64,
+    /// Sequence number assigned by the conversation actor.
+    pub seq: i64,
+    /// `text` or `event`.
+    pub kind: &'static str,
+    /// `visitor`, `operator` or `system`.
+    pub author_kind: &'static str,
+    /// The visitor's or operator's id (0 for the system).
+    pub author_id: i64,
+    /// Idempotency key.
+    pub client_id: Option<String>,
+    /// Text or event name.
+    pub body: String,
+    /// Accepted at, ms.
+    pub created_at: i64,
+}
+
+/// One write the persister commits; a batch is a list of them in one transaction.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// A new message or event.
+    Message(NewMessage),
+    /// The conversation opened or closed.
+    Status {
+        /// Conversation.
+        conversation_id: i64,
+        /// New status.
+        status: ConversationStatus,
+        /// When, ms.
+        at: i64,
+    },
+    /// A read mark moved forward.
+    Read {
+        /// Conversation.
+        conversation_id: i64,
+        /// Visitor or operator side.
+        by: AuthorKind,
+        /// Read up to this sequence number.
+        seq: i64,
+    },
+}
+
+/// A client id already stored, with the sequence number it got.
+#[derive(Debug, Clone, Queryable)]
+pub struct StoredClientId {
+    /// `visitor`, `operator` or `system`.
+    pub author_kind: String,
+    /// Author id.
+    pub author_id: i64,
+    /// The key.
+    pub client_id: Option<String>,
+    /// Its sequence number.
+    pub seq: i64,
+}
+
+type MessageRow = (
+    i64,
+    i64,
+    String,
+    String,
+    i64,
+    Option<String>,
+    String,
+    i64,
+    Option<String>,
+);
+
+fn view(row: MessageRow) -> MessageView {
+    let (conversation_id, seq, kind, author_kind, author_id, client_id, body, created_at, name) =
+        row;
+    let kind_a = AuthorKind::parse(&author_kind);
+    let author = match kind_a {
+        AuthorKind::Operator => Author {
+            kind: kind_a,
+            id: Some(author_id),
+            name,
+        },
+        AuthorKind::Visitor => Author::visitor(),
+        AuthorKind::System => Author::system(),
+    };
+    MessageView {
+        conversation_id,
+        seq,
+        kind: MessageKind::parse(&kind),
+        author,
+        body,
+        client_id,
+        created_at,
+    }
+}
+
+impl Store {
+    /// Commits a batch of writes in one transaction: all of them or none.
+    pub fn commit_batch(&self, writes: &[&Write]) -> StoreResult<()> {
+        let mut new_messages: Vec<&NewMessage> = Vec::with_capacity(writes.len());
+        // Per conversation: highest sequence number and latest time in this batch.
+        let mut touched: HashMap<i64, (i64, i64)> = HashMap::new();
+        for w in writes {
+            if let Write::Message(m) = w {
+                new_messages.push(m);
+                let e = touched.entry(m.conversation_id).or_insert((0, 0));
+                e.0 = e.0.max(m.seq);
+                e.1 = e.1.max(m.created_at);
+            }
+        }
+        db_run!(self, |conn| {
+            conn.transaction::<_, super::StoreError, _>(|conn| {
+                for chunk in new_messages.chunks(ROWS_PER_INSERT) {
+                    diesel::insert_into(messages::table)
+                        .values(chunk.to_vec())
+                        .on_conflict_do_nothing()
+                        .execute(conn)?;
+                }
+                for (id, (seq, at)) in &touched {
+                    diesel::update(
+                        conversations::table
+                            .filter(conversations::id.eq(id))
+                            .filter(conversations::last_seq.lt(seq)),
+                    )
+                    .set((
+                        conversations::last_seq.eq(seq),
+                        conversations::updated_at.eq(at),
+                    ))
+                    .execute(conn)?;
+                }
+                for w in writes {
+                    match w {
+                        Write::Message(_) => {}
+                        Write::Status {
+                            conversation_id,
+                            status,
+                            at,
+                        } => {
+                            let closed_at = match status {
+                                ConversationStatus::Closed => Some(*at),
+                                ConversationStatus::Open => None,
+                            };
+                            diesel::update(conversations::table.find(conversation_id))
+                                .set((
+                                    conversations::status.eq(status.as_str()),
+                                    conversations::closed_at.eq(closed_at),
+                                    conversations::updated_at.eq(at),
+                                ))
+                                .execute(conn)?;
+                        }
+                        Write::Read {
+                            conversation_id,
+                            by,
+                            seq,
+                        } => {
+                            let target = conversations::table.find(conversation_id);
+                            if *by == AuthorKind::Visitor {
+                                diesel::update(
+                                    target.filter(conversations::visitor_read_seq.lt(seq)),
+                                )
+                                .set(conversations::visitor_read_seq.eq(seq))
+                                .execute(conn)?;
+                            } else {
+                                diesel::update(
+                                    target.filter(conversations::operator_read_seq.lt(seq)),
+                                )
+                                .set(conversations::operator_read_seq.eq(seq))
+                                .execute(conn)?;
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// Messages of a conversation with `after < seq <= upto`, in order, at most `limit`.
+    pub fn messages_between(
+        &self,
+        conversation_id: i64,
+        after: i64,
+        upto: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<MessageView>> {
+        db_run!(self, |conn| {
+            let rows: Vec<MessageRow> = messages::table
+                .left_join(
+                    operators::table.on(messages::author_kind
+                        .eq("operator")
+                        .and(operators::id.eq(messages::author_id))),
+                )
+                .filter(messages::conversation_id.eq(conversation_id))
+                .filter(messages::seq.gt(after))
+                .filter(messages::seq.le(upto))
+                .order(messages::seq.asc())
+                .limit(limit)
+                .select((
+                    messages::conversation_id,
+                    messages::seq,
+                    messages::kind,
+                    messages::author_kind,
+                    messages::author_id,
+                    messages::client_id,
+                    messages::body,
+                    messages::created_at,
+                    operators::name.nullable(),
+                ))
+                .load(conn)?;
+            Ok(rows.into_iter().map(view).collect())
+        })
+    }
+
+    /// The client ids of a conversation's last `limit` messages, to recognise retries
+    /// after the conversation actor was recreated.
+    pub fn recent_client_ids(
+        &self,
+        conversation_id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredClientId>> {
+        db_run!(self, |conn| {
+            Ok(messages::table
+                .filter(messages::conversation_id.eq(conversation_id))
+                .filter(messages::client_id.is_not_null())
+                .order(messages::seq.desc())
+                .limit(limit)
+                .select((
+                    messages::author_kind,
+                    messages::author_id,
+                    messages::client_id,
+                    messages::seq,
+                ))
+                .load(conn)?)
+        })
+    }
+
+    /// The highest stored sequence number of a conversation (0 when empty).
+    pub fn max_seq(&self, conversation_id: i64) -> StoreResult<i64> {
+        db_run!(self, |conn| {
+            let max: Option<i64> = messages::table
+                .filter(messages::conversation_id.eq(conversation_id))
+                .select(diesel::dsl::max(messages::seq))
+                .first(conn)?;
+            Ok(max.unwrap_or(0))
+        })
+    }
+
+    /// Messages stored in all (for tests and the crash check).
+    pub fn count_messages(&self) -> StoreResult<i64> {
+        db_run!(self, |conn| Ok(messages::table.count().get_result(conn)?))
+    }
+}

@@ -1,0 +1,215 @@
+//! Storage on diesel + r2d2 over SQLite (the zero-set-up default) or PostgreSQL, chosen at
+//! start from the database URL. Queries are written once and compiled for both backends by
+//! [`db_run!`]; SQL that differs between them lives in an explicit `match` on the backend.
+
+pub mod conversations;
+pub mod messages;
+pub mod operators;
+pub mod schema;
+pub mod visitors;
+
+use crate::config::{Config, DatabaseKind};
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ConnectionManager, CustomizeConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::fmt;
+use std::time::Duration;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Why a storage call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The database cannot be reached (pool time-out, lost connection): retry later.
+    Unavailable(String),
+    /// The row asked for does not exist.
+    NotFound,
+    /// A uniqueness rule refused the write; the text says which.
+    Conflict(String),
+    /// Any other database error.
+    Query(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(e) => write!(f, "database unavailable: {e}"),
+            StoreError::NotFound => f.write_str("not found"),
+            StoreError::Conflict(e) => write!(f, "conflict: {e}"),
+            StoreError::Query(e) => write!(f, "database error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl StoreError {
+    /// Whether the same write may succeed if tried again.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match e {
+            Error::NotFound => StoreError::NotFound,
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                StoreError::Conflict(info.message().to_string())
+            }
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+                StoreError::Unavailable(info.message().to_string())
+            }
+            Error::DatabaseError(_, ref info)
+                if info.message().contains("database is locked")
+                    || info.message().contains("terminating connection")
+                    || info.message().contains("server closed the connection") =>
+            {
+                StoreError::Unavailable(info.message().to_string())
+            }
+            other => StoreError::Query(other.to_string()),
+        }
+    }
+}
+
+impl From<r2d2::PoolError> for StoreError {
+    fn from(e: r2d2::PoolError) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// Result of a storage call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The connection pool of the backend in use.
+#[derive(Clone)]
+pub enum Pool {
+    /// SQLite, one file.
+    Sqlite(r2d2::Pool<ConnectionManager<SqliteConnection>>),
+    /// PostgreSQL.
+    Postgres(r2d2::Pool<ConnectionManager<PgConnection>>),
+}
+
+/// Runs `$body` with `$conn` bound to a pooled connection of whichever backend is in use.
+/// The body is compiled once per backend, so it must be valid diesel for both.
+#[macro_export]
+macro_rules! db_run {
+    ($store:expr, |$conn:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite(pool) => {
+                let mut pooled = pool.get()?;
+                #[allow(unused_mut)]
+                let mut $conn = &mut *pooled;
+                $body
+            }
+            $crate::store::Pool::Postgres(pool) => {
+                let mut pooled = pool.get()?;
+                #[allow(unused_mut)]
+                let mut $conn = &mut *pooled;
+                $body
+            }
+        }
+    };
+}
+
+/// Applies SQLite's pragmas on every connection the pool opens: WAL so readers never block
+/// the writer, a busy timeout instead of immediate `database is locked`, the configured
+/// `synchronous` level, and foreign keys.
+#[derive(Debug)]
+struct SqlitePragmas {
+    synchronous: String,
+}
+
+impl CustomizeConnection<SqliteConnection, r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA synchronous = {}; \
+             PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+            self.synchronous
+        ))
+        .map_err(r2d2::Error::QueryError)
+    }
+}
+
+/// The storage handle: cheap to clone, shared by the HTTP handlers and the actors.
+#[derive(Clone)]
+pub struct Store {
+    /// The pool of the backend in use.
+    pub pool: Pool,
+}
+
+impl Store {
+    /// Opens the database the configuration names (creating a SQLite file if needed).
+    pub fn open(cfg: &Config) -> StoreResult<Store> {
+        let timeout = Duration::from_secs(10);
+        let pool = match cfg.database() {
+            DatabaseKind::Sqlite(path) => {
+                let manager = ConnectionManager::<SqliteConnection>::new(path);
+                let pool = r2d2::Pool::builder()
+                    .max_size(cfg.db_pool_size)
+                    .connection_timeout(timeout)
+                    .connection_customizer(Box::new(SqlitePragmas {
+                        synchronous: cfg.sqlite_synchronous.clone(),
+                    }))
+                    .build(manager)
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                Pool::Sqlite(pool)
+            }
+            DatabaseKind::Postgres(url) => {
+                let manager = ConnectionManager::<PgConnection>::new(url);
+                let pool = r2d2::Pool::builder()
+                    .max_size(cfg.db_pool_size)
+                    .connection_timeout(timeout)
+                    .build(manager)
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                Pool::Postgres(pool)
+            }
+        };
+        Ok(Store { pool })
+    }
+
+    /// Applies every pending migration; returns how many ran.
+    pub fn migrate(&self) -> StoreResult<usize> {
+        let run = |r: Result<Vec<_>, Box<dyn std::error::Error + Send + Sync>>| {
+            r.map(|v| v.len())
+                .map_err(|e| StoreError::Query(format!("migration failed: {e}")))
+        };
+        match &self.pool {
+            Pool::Sqlite(pool) => run(pool.get()?.run_pending_migrations(SQLITE_MIGRATIONS)),
+            Pool::Postgres(pool) => run(pool.get()?.run_pending_migrations(POSTGRES_MIGRATIONS)),
+        }
+    }
+
+    /// Which backend this is, for logs and metrics.
+    pub fn backend_name(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Checks that the database answers (`/healthz`).
+    pub fn ping(&self) -> StoreResult<()> {
+        db_run!(self, |conn| {
+            conn.batch_execute("SELECT 1")?;
+            Ok(())
+        })
+    }
+
+    /// Runs blocking storage work on the blocking thread pool, so actors and handlers
+    /// never wait on the database on their own thread.
+    pub async fn call<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&Store) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Query(format!("storage task failed: {e}")))?
+    }
+}

@@ -22,6 +22,16 @@ pub fn routes(cfg: &mut web::ServiceConfig, static_dir: &std::path::Path) {
             .limit(MAX_JSON_BODY)
             .error_handler(|err, _req| json_error(err).into()),
     )
+    .app_data(
+        web::PathConfig::default().error_handler(|err, _req| {
+            AppError::bad_request(format!("invalid path: {err}")).into()
+        }),
+    )
+    .app_data(
+        web::QueryConfig::default().error_handler(|err, _req| {
+            AppError::bad_request(format!("invalid query: {err}")).into()
+        }),
+    )
     .route("/healthz", web::get().to(healthz))
     .route("/metrics", web::get().to(metrics))
     .route("/ws/visitor", web::get().to(visitor_ws))

@@ -413,7 +413,9 @@ impl Ws {
     /// Waits for the server to close the socket; returns the close code.
     pub async fn wait_close(&mut self) -> Option<u16> {
         while self.closed.is_none() {
-            self.try_next(FRAME_TIMEOUT).await?;
+            if self.try_next(FRAME_TIMEOUT).await.is_none() {
+                break;
+            }
         }
         self.closed
     }

@@ -349,6 +349,14 @@ impl Ws {
             .expect("send frame");
     }
 
+    /// Sends a raw text frame; `false` when the connection is gone.
+    pub async fn try_send_text(&mut self, s: &str) -> bool {
+        self.framed
+            .send(ws::Message::Text(s.to_string().into()))
+            .await
+            .is_ok()
+    }
+
     /// Sends a binary frame.
     pub async fn send_binary(&mut self, b: &'static [u8]) {
         self.framed

@@ -1,0 +1,227 @@
+//! Durability: an acknowledged message survives a graceful restart and a `kill -9` of the
+//! real binary, exactly once (RT4, RT6; invariant 1 of ARCHITECTURE.md), and shutdown closes
+//! every socket with 1001.
+
+mod common;
+
+use common::{TestDb, TestServer, Ws};
+use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::time::Duration;
+
+async fn shutdown_closes_sockets_and_keeps_every_ack(db: TestDb) {
+    let srv = TestServer::start(&db).await;
+    let (token, _) = srv.operator("ana@example.com", false).await;
+    let mut op = srv.operator_ws(&token).await;
+    let (mut ws, welcome) = srv.new_visitor().await;
+    let vtoken = welcome["visitor_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let mut acked = Vec::new();
+    for i in 0..50 {
+        acked.push(
+            ws.say(&format!("c{i}"), &format!("m{i}")).await["seq"]
+                .as_i64()
+                .expect("seq"),
+        );
+    }
+    srv.stop().await;
+    assert_eq!(
+        ws.wait_close().await,
+        Some(1001),
+        "visitor socket closed with going-away"
+    );
+    assert_eq!(
+        op.wait_close().await,
+        Some(1001),
+        "operator socket closed with going-away"
+    );
+
+    let srv = TestServer::start(&db).await;
+    let mut ws = srv.ws("/ws/visitor").await;
+    ws.send(json!({"type": "hello", "token": vtoken, "last_seq": 0}))
+        .await;
+    ws.next_of("welcome").await;
+    let mut replayed = Vec::new();
+    for _ in 0..51 {
+        let m = ws.next_of("message").await;
+        replayed.push(m["seq"].as_i64().expect("seq"));
+    }
+    assert_eq!(&replayed[1..], &acked[..]);
+    srv.stop().await;
+}
+both_backends!(
+    graceful_restart,
+    shutdown_closes_sockets_and_keeps_every_ack
+);
+
+/// A free port on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn spawn_binary(db_url: &str, port: u16, dir: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_charla"))
+        .arg("serve")
+        .current_dir(dir)
+        .env("CHARLA_ADDR", format!("127.0.0.1:{port}"))
+        .env("CHARLA_DATABASE_URL", db_url)
+        .env("CHARLA_RATE_PER_SEC", "0")
+        .env("CHARLA_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("charla starts")
+}
+
+async fn wait_healthy(port: u16) {
+    for _ in 0..300 {
+        let res = awc::Client::new()
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await;
+        if res.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the server did not become healthy");
+}
+
+const VISITORS: usize = 6;
+const PER_VISITOR: usize = 1500;
+const KILL_AFTER_ACKS: usize = 3000;
+const WINDOW: usize = 64;
+
+/// One visitor sending as fast as acks come back, recording every ack, until the server dies.
+async fn chatter(
+    port: u16,
+    n: usize,
+    acks: Rc<RefCell<Vec<(String, i64, i64)>>>,
+) -> Option<String> {
+    let mut ws = Ws::connect(&format!("ws://127.0.0.1:{port}/ws/visitor")).await;
+    ws.send(json!({"type": "hello"})).await;
+    let welcome = ws.try_next(Duration::from_secs(10)).await?;
+    let token = welcome["visitor_token"].as_str()?.to_string();
+    let mut sent = 0;
+    let mut outstanding = 0;
+    loop {
+        while outstanding < WINDOW && sent < PER_VISITOR {
+            let frame = json!({"type": "message", "client_id": format!("v{n}-{sent}"), "body": format!("visitor {n} message {sent}")});
+            if !ws.try_send_text(&frame.to_string()).await {
+                return Some(token);
+            }
+            sent += 1;
+            outstanding += 1;
+        }
+        let Some(f) = ws.try_next(Duration::from_secs(10)).await else {
+            break;
+        };
+        if f["type"] == "ack" {
+            outstanding -= 1;
+            acks.borrow_mut().push((
+                f["client_id"].as_str().unwrap_or_default().to_string(),
+                f["conversation_id"].as_i64().unwrap_or(0),
+                f["seq"].as_i64().unwrap_or(0),
+            ));
+            if outstanding == 0 && sent == PER_VISITOR {
+                break;
+            }
+        }
+    }
+    Some(token)
+}
+
+async fn acknowledged_messages_survive_kill_dash_nine(mut db: TestDb) {
+    let dir = db.scratch();
+    let port = free_port();
+    let mut child = spawn_binary(&db.url, port, &dir);
+    wait_healthy(port).await;
+
+    let acks: Rc<RefCell<Vec<(String, i64, i64)>>> = Rc::default();
+    let mut tasks = Vec::new();
+    for n in 0..VISITORS {
+        tasks.push(actix_rt::spawn(chatter(port, n, acks.clone())));
+    }
+    // Kill the process mid-stream, with messages in flight.
+    for _ in 0..600 {
+        if acks.borrow().len() >= KILL_AFTER_ACKS {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    let at_kill = acks.borrow().len();
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let mut tokens = Vec::new();
+    for t in tasks {
+        tokens.push(t.await.expect("task"));
+    }
+    let acked: Vec<(String, i64, i64)> = acks.borrow().clone();
+    assert!(
+        at_kill >= KILL_AFTER_ACKS,
+        "enough traffic before the kill ({at_kill})"
+    );
+    assert!(
+        acked.len() < VISITORS * PER_VISITOR,
+        "the kill happened mid-stream"
+    );
+    eprintln!(
+        "[{}] {} messages acknowledged before kill -9",
+        db.backend,
+        acked.len()
+    );
+
+    // Restart on the same database: every acked message is there exactly once, under the
+    // sequence number its ack gave, and a resuming visitor replays them in order.
+    let port = free_port();
+    let mut child = spawn_binary(&db.url, port, &dir);
+    wait_healthy(port).await;
+    let mut stored: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
+    let mut replayed_per_visitor = Vec::new();
+    for token in tokens.into_iter().flatten() {
+        let mut ws = Ws::connect(&format!("ws://127.0.0.1:{port}/ws/visitor")).await;
+        ws.send(json!({"type": "hello", "token": token, "last_seq": 0}))
+            .await;
+        let welcome: Value = ws.next_of("welcome").await;
+        let cid = welcome["conversation"]["id"]
+            .as_i64()
+            .expect("conversation resumed");
+        let last = welcome["conversation"]["last_seq"]
+            .as_i64()
+            .expect("last_seq");
+        let mut seqs = Vec::new();
+        while seqs.last().copied().unwrap_or(0) < last {
+            let m = ws.next_of("message").await;
+            let seq = m["seq"].as_i64().expect("seq");
+            seqs.push(seq);
+            if let Some(c) = m["client_id"].as_str() {
+                stored.entry(c.to_string()).or_default().push((cid, seq));
+            }
+        }
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "replay in order");
+        replayed_per_visitor.push(seqs.len());
+    }
+    for (client_id, cid, seq) in &acked {
+        let found = stored.get(client_id).cloned().unwrap_or_default();
+        assert_eq!(
+            found,
+            vec![(*cid, *seq)],
+            "acked message {client_id} stored exactly once under its seq"
+        );
+    }
+    assert!(
+        stored.values().all(|v| v.len() == 1),
+        "no message stored twice"
+    );
+    child.kill().expect("kill");
+    let _ = child.wait();
+}
+both_backends!(crash, acknowledged_messages_survive_kill_dash_nine);

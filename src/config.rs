@@ -178,9 +178,8 @@ impl Config {
         if self.database_url.trim().is_empty() {
             return bad("CHARLA_DATABASE_URL", "it is empty");
         }
-        if !self.public_url.is_empty()
-            && !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://"))
-        {
+        let url = &self.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return bad(
                 "CHARLA_PUBLIC_URL",
                 "it must start with http:// or https://",

@@ -1,6 +1,9 @@
 //! The `charla` command line: settings errors in one line, `migrate`, `operator add` with
 //! the password on standard input.
 
+// A failed expectation in a test is the test failing; panicking is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{TestDb, TestServer};

@@ -2,6 +2,9 @@
 //! real binary, exactly once (RT4, RT6; invariant 1 of ARCHITECTURE.md), and shutdown closes
 //! every socket with 1001.
 
+// A failed expectation in a test is the test failing; panicking is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{TestDb, TestServer, Ws};

@@ -2,6 +2,9 @@
 //! conversation handled end to end with its events in the history (OC1, OC12, OC22; invariant
 //! 5's permission half).
 
+// A failed expectation in a test is the test failing; panicking is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{TestDb, TestServer};

@@ -2,7 +2,7 @@
 //! file in a temporary folder, or a new PostgreSQL database), and drives it with real HTTP
 //! and websocket clients. `both_backends!` turns one scenario into a test per backend.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use actix_codec::Framed;
 use awc::ws;

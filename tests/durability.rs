@@ -228,3 +228,90 @@ async fn acknowledged_messages_survive_kill_dash_nine(mut db: TestDb) {
     let _ = child.wait();
 }
 both_backends!(crash, acknowledged_messages_survive_kill_dash_nine);
+
+/// Holds the database's write lock from outside the server, as a slow or stuck database
+/// would, until dropped.
+enum WriteLock {
+    Sqlite(diesel::SqliteConnection),
+    Postgres(diesel::PgConnection),
+}
+
+impl WriteLock {
+    fn take(db: &TestDb) -> WriteLock {
+        use diesel::connection::SimpleConnection;
+        use diesel::Connection;
+        if db.backend == "sqlite" {
+            let mut c = diesel::SqliteConnection::establish(&db.url).expect("open");
+            c.batch_execute("BEGIN EXCLUSIVE").expect("lock");
+            WriteLock::Sqlite(c)
+        } else {
+            let mut c = diesel::PgConnection::establish(&db.url).expect("open");
+            c.batch_execute("BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE")
+                .expect("lock");
+            WriteLock::Postgres(c)
+        }
+    }
+
+    fn release(self) {
+        use diesel::connection::SimpleConnection;
+        match self {
+            WriteLock::Sqlite(mut c) => c.batch_execute("COMMIT").expect("unlock"),
+            WriteLock::Postgres(mut c) => c.batch_execute("COMMIT").expect("unlock"),
+        }
+    }
+}
+
+async fn a_stalled_database_slows_senders_and_loses_nothing(db: TestDb) {
+    let srv = TestServer::start_with(&db, |c| c.persist_queue = 4).await;
+    let (mut ws, _) = srv.new_visitor().await;
+    let cid = ws.say("first", "before the stall").await["conversation_id"].as_i64().expect("id");
+
+    let lock = WriteLock::take(&db);
+    const N: usize = 40;
+    for i in 0..N {
+        ws.send(json!({"type": "message", "client_id": format!("s{i}"), "body": format!("stalled {i}")}))
+            .await;
+    }
+    let mut acked: Vec<String> = Vec::new();
+    let mut busy: Vec<String> = Vec::new();
+    // While the database is stuck nothing is acknowledged, and what does not fit in the
+    // bounded queue is refused at once with a retryable `busy`.
+    while let Some(f) = ws.try_next(Duration::from_millis(1500)).await {
+        assert_ne!(f["type"], "ack", "nothing is acked while the database is stuck: {f}");
+        if f["type"] == "error" {
+            assert_eq!(f["code"], "busy", "{f}");
+            assert_eq!(f["retryable"], true);
+            busy.push(f["client_id"].as_str().expect("client id").to_string());
+        }
+    }
+    assert!(!busy.is_empty(), "the bounded queue pushed back");
+    lock.release();
+    while acked.len() + busy.len() < N {
+        let f = ws.next().await;
+        match f["type"].as_str() {
+            Some("ack") => acked.push(f["client_id"].as_str().expect("id").to_string()),
+            Some("error") => {
+                assert_eq!(f["code"], "busy", "{f}");
+                busy.push(f["client_id"].as_str().expect("id").to_string());
+            }
+            _ => {}
+        }
+    }
+    // The refused ones succeed when sent again.
+    for id in &busy {
+        let n: usize = id[1..].parse().expect("n");
+        ws.say(id, &format!("stalled {n}")).await;
+    }
+    let store = srv.runtime().core.store.clone();
+    let stored = store
+        .call(move |s| s.messages_between(cid, 0, i64::MAX, 1000))
+        .await
+        .expect("history");
+    let mut ids: Vec<String> = stored.iter().filter_map(|m| m.client_id.clone()).collect();
+    ids.sort();
+    let mut expected: Vec<String> = (0..N).map(|i| format!("s{i}")).chain(["first".to_string()]).collect();
+    expected.sort();
+    assert_eq!(ids, expected, "every message stored exactly once");
+    srv.stop().await;
+}
+both_backends!(backpressure, a_stalled_database_slows_senders_and_loses_nothing);

@@ -13,10 +13,10 @@
 //!
 //! Both report messages per second (`Throughput::Elements`), so they compare directly. SQLite
 //! runs with `synchronous = full` (the server default, survives power loss) and `normal`
-//! (survives a process crash); PostgreSQL runs against a fresh database
-//! `charla_bench_<pid>` on `postgres://postgres@127.0.0.1:5432` (override the base with
-//! `CHARLA_BENCH_POSTGRES`), dropped at the end, and is skipped with a notice when no server
-//! answers.
+//! (survives a process crash). PostgreSQL runs on `postgres://postgres@127.0.0.1:5432`
+//! (override with `CHARLA_BENCH_POSTGRES`) in fresh databases `charla_bench_<pid>_<variant>`,
+//! dropped at the end; it is skipped with a notice when no server answers. Each variant
+//! starts from an empty database, so neither measures rows the other left behind.
 //!
 //! Building the messages is not timed; every iteration uses fresh sequence numbers and
 //! client ids (a write silently ignored as a duplicate would flatter the figures), and each
@@ -64,8 +64,8 @@ struct Fixture {
 
 impl Fixture {
     fn new(cfg: &Config, label: &str) -> Fixture {
-        let store = Store::open(cfg)
-            .unwrap_or_else(|e| panic!("{label}: cannot open the database: {e}"));
+        let store =
+            Store::open(cfg).unwrap_or_else(|e| panic!("{label}: cannot open the database: {e}"));
         store
             .migrate()
             .unwrap_or_else(|e| panic!("{label}: migrations failed: {e}"));
@@ -177,7 +177,7 @@ fn bench_store(
     fixture.check_all_stored(&label);
 }
 
-fn configure(c: &mut Criterion, name: &str) -> BenchmarkGroup<'_, WallTime> {
+fn configure<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
     let mut group = c.benchmark_group(name);
     group
         .sample_size(10)
@@ -207,25 +207,36 @@ fn sqlite(c: &mut Criterion) {
     group.finish();
 }
 
-/// A PostgreSQL database created for this run and dropped (with its connections) when
+/// The PostgreSQL databases created for this run, dropped (with their connections) when
 /// this guard goes, even if a benchmark panics.
-struct PgDatabase {
-    admin_url: String,
-    name: String,
+struct PgDatabases {
+    admin: diesel::PgConnection,
+    names: Vec<String>,
 }
 
-impl Drop for PgDatabase {
+impl PgDatabases {
+    /// Creates `charla_bench_<pid>_<variant>` and returns its URL.
+    fn create(&mut self, base: &str, variant: &str) -> String {
+        let name = format!("charla_bench_{}_{variant}", std::process::id());
+        self.admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
+            ))
+            .unwrap_or_else(|e| panic!("cannot create database {name} on {base}: {e}"));
+        self.names.push(name.clone());
+        format!("{base}/{name}")
+    }
+}
+
+impl Drop for PgDatabases {
     fn drop(&mut self) {
-        match diesel::PgConnection::establish(&self.admin_url) {
-            Ok(mut admin) => {
-                if let Err(e) = admin.batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                )) {
-                    eprintln!("WARNING: cannot drop bench database {}: {e}", self.name);
-                }
+        for name in &self.names {
+            if let Err(e) = self
+                .admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            {
+                eprintln!("WARNING: cannot drop bench database {name}: {e}");
             }
-            Err(e) => eprintln!("WARNING: cannot drop bench database {}: {e}", self.name),
         }
     }
 }
@@ -233,8 +244,7 @@ impl Drop for PgDatabase {
 fn postgres(c: &mut Criterion) {
     let base = std::env::var("CHARLA_BENCH_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string());
-    let admin_url = format!("{base}/postgres");
-    let mut admin = match diesel::PgConnection::establish(&admin_url) {
+    let admin = match diesel::PgConnection::establish(&format!("{base}/postgres")) {
         Ok(conn) => conn,
         Err(e) => {
             eprintln!(
@@ -243,20 +253,19 @@ fn postgres(c: &mut Criterion) {
             return;
         }
     };
-    let name = format!("charla_bench_{}", std::process::id());
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"))
-        .unwrap_or_else(|e| panic!("cannot create database {name} on {base}: {e}"));
-    drop(admin);
-    let db = PgDatabase { admin_url, name };
-
-    let mut cfg = Config::defaults().expect("built-in configuration defaults");
-    cfg.database_url = format!("{base}/{}", db.name);
-    cfg.db_pool_size = 2;
+    let databases = std::cell::RefCell::new(PgDatabases {
+        admin,
+        names: Vec::new(),
+    });
     let mut group = configure(c, "persist/postgres");
-    bench_store(&mut group, &cfg, "");
+    bench_store(&mut group, "", |variant| {
+        let mut cfg = Config::defaults().expect("built-in configuration defaults");
+        cfg.database_url = databases.borrow_mut().create(&base, variant);
+        cfg.db_pool_size = 2;
+        cfg
+    });
     group.finish();
-    drop(db);
+    drop(databases);
 }
 
 criterion_group!(benches, sqlite, postgres);

@@ -13,8 +13,16 @@ fn read(path: &str) -> String {
 fn the_readme_lists_every_setting() {
     let readme = read("README.md");
     for s in SETTINGS {
-        assert!(readme.contains(&format!("`{}`", s.env)), "README.md lacks {}", s.env);
-        assert!(readme.contains(&format!("`{}`", s.key)), "README.md lacks key {}", s.key);
+        assert!(
+            readme.contains(&format!("`{}`", s.env)),
+            "README.md lacks {}",
+            s.env
+        );
+        assert!(
+            readme.contains(&format!("`{}`", s.key)),
+            "README.md lacks key {}",
+            s.key
+        );
     }
 }
 

@@ -264,7 +264,9 @@ impl WriteLock {
 async fn a_stalled_database_slows_senders_and_loses_nothing(db: TestDb) {
     let srv = TestServer::start_with(&db, |c| c.persist_queue = 4).await;
     let (mut ws, _) = srv.new_visitor().await;
-    let cid = ws.say("first", "before the stall").await["conversation_id"].as_i64().expect("id");
+    let cid = ws.say("first", "before the stall").await["conversation_id"]
+        .as_i64()
+        .expect("id");
 
     let lock = WriteLock::take(&db);
     const N: usize = 40;
@@ -277,7 +279,10 @@ async fn a_stalled_database_slows_senders_and_loses_nothing(db: TestDb) {
     // While the database is stuck nothing is acknowledged, and what does not fit in the
     // bounded queue is refused at once with a retryable `busy`.
     while let Some(f) = ws.try_next(Duration::from_millis(1500)).await {
-        assert_ne!(f["type"], "ack", "nothing is acked while the database is stuck: {f}");
+        assert_ne!(
+            f["type"], "ack",
+            "nothing is acked while the database is stuck: {f}"
+        );
         if f["type"] == "error" {
             assert_eq!(f["code"], "busy", "{f}");
             assert_eq!(f["retryable"], true);
@@ -309,9 +314,15 @@ async fn a_stalled_database_slows_senders_and_loses_nothing(db: TestDb) {
         .expect("history");
     let mut ids: Vec<String> = stored.iter().filter_map(|m| m.client_id.clone()).collect();
     ids.sort();
-    let mut expected: Vec<String> = (0..N).map(|i| format!("s{i}")).chain(["first".to_string()]).collect();
+    let mut expected: Vec<String> = (0..N)
+        .map(|i| format!("s{i}"))
+        .chain(["first".to_string()])
+        .collect();
     expected.sort();
     assert_eq!(ids, expected, "every message stored exactly once");
     srv.stop().await;
 }
-both_backends!(backpressure, a_stalled_database_slows_senders_and_loses_nothing);
+both_backends!(
+    backpressure,
+    a_stalled_database_slows_senders_and_loses_nothing
+);

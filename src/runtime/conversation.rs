@@ -777,3 +777,18 @@ impl Handler<MarkRead> for Conversation {
         self.fan_out(&out, None);
     }
 }
+
+/// Test-only: makes the actor fail the way a bug would, to exercise supervision.
+#[cfg(test)]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InjectPanic;
+
+#[cfg(test)]
+impl Handler<InjectPanic> for Conversation {
+    type Result = ();
+
+    fn handle(&mut self, _msg: InjectPanic, _ctx: &mut Self::Context) {
+        panic!("injected failure for a supervision test");
+    }
+}

@@ -175,3 +175,83 @@ impl Handler<ConversationStopped> for Router {
         self.core.registry.remove_if(&msg.id, |_, a| *a == msg.addr);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Author;
+    use crate::runtime::conversation::{InjectPanic, Post, Posted, Reply};
+    use std::time::Duration;
+
+    async fn post(rt: &crate::runtime::Runtime, id: i64, visitor: i64, client_id: &str) -> Posted {
+        let addr = rt.conversation(id).await.expect("conversation");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        rt.deliver(
+            &addr,
+            Post {
+                author: Author::visitor(),
+                author_id: visitor,
+                client_id: client_id.into(),
+                body: "hello".into(),
+                reply: Reply::Http(tx),
+                from_session: None,
+            },
+        )
+        .expect("delivered");
+        rx.await.expect("answered").expect("stored")
+    }
+
+    #[actix_rt::test]
+    async fn a_conversation_that_panicked_is_restarted_from_the_database() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut cfg = crate::config::Config::defaults().expect("defaults");
+        cfg.addr = "127.0.0.1:0".parse().expect("addr");
+        cfg.database_url = dir.path().join("t.db").to_string_lossy().into_owned();
+        cfg.log = "off".into();
+        let server = crate::app::start(cfg).await.expect("starts");
+        let rt = server.runtime.clone();
+        let visitor = rt
+            .core
+            .store
+            .call(|s| s.add_visitor("digest", 0))
+            .await
+            .expect("visitor");
+        let first = rt
+            .router
+            .send(Open {
+                visitor_id: visitor,
+                channel: "web".into(),
+            })
+            .await
+            .expect("router")
+            .expect("opened");
+        let id = rt
+            .core
+            .registry
+            .iter()
+            .find(|e| *e.value() == first)
+            .map(|e| *e.key())
+            .expect("registered");
+        let posted = post(&rt, id, visitor, "a").await;
+        assert_eq!(posted.seq, 2);
+
+        first.do_send(InjectPanic);
+        for _ in 0..100 {
+            if !first.connected() {
+                break;
+            }
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!first.connected(), "the failed actor is gone");
+
+        // The next request restarts it from the database, with its sequence and the client
+        // ids it had stored.
+        let again = post(&rt, id, visitor, "b").await;
+        assert_eq!(again.seq, 3);
+        let retry = post(&rt, id, visitor, "a").await;
+        assert_eq!((retry.seq, retry.duplicate), (2, true));
+        let restarted = rt.live_conversation(id).expect("live");
+        assert!(restarted != first);
+        server.shutdown().await;
+    }
+}

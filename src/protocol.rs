@@ -92,17 +92,15 @@ pub enum OperatorFrame {
     Close {
         /// Conversation.
         conversation_id: i64,
-        /// Idempotency key for the `closed` event.
-        #[serde(default)]
-        client_id: Option<String>,
+        /// Idempotency key for the `closed` event; the `ack` names it.
+        client_id: String,
     },
     /// Reopen a closed conversation.
     Reopen {
         /// Conversation.
         conversation_id: i64,
-        /// Idempotency key for the `reopened` event.
-        #[serde(default)]
-        client_id: Option<String>,
+        /// Idempotency key for the `reopened` event; the `ack` names it.
+        client_id: String,
     },
     /// Keep-alive; answered with `pong`.
     Ping {},
@@ -252,13 +250,19 @@ pub const OPERATOR_TYPES: &[&str] = &[
     "auth", "message", "typing", "read", "close", "reopen", "ping",
 ];
 
-/// Checks a client id and a message body against the limits.
-pub fn validate_message(client_id: &str, body: &str, max_chars: usize) -> Result<(), AppError> {
+/// Checks a client id against the limits.
+pub fn validate_client_id(client_id: &str) -> Result<(), AppError> {
     if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID_LEN {
         return Err(AppError::bad_request(format!(
             "client_id must be 1 to {MAX_CLIENT_ID_LEN} bytes"
         )));
     }
+    Ok(())
+}
+
+/// Checks a client id and a message body against the limits.
+pub fn validate_message(client_id: &str, body: &str, max_chars: usize) -> Result<(), AppError> {
+    validate_client_id(client_id)?;
     if body.trim().is_empty() {
         return Err(AppError::bad_request("the message is empty"));
     }

@@ -200,8 +200,15 @@ async fn the_permission_matrix_holds_over_http_and_websocket(db: TestDb) {
             .await;
         assert_eq!(status, 200);
     }
-    // ...and over the websocket.
+    // ...and over the websocket, where it also receives nothing of the live feed.
     let mut ws = srv.operator_ws(&muted).await;
+    v.say("v2", "not for the muted operator").await;
+    while let Some(f) = ws.try_next(std::time::Duration::from_millis(500)).await {
+        assert!(
+            f["type"] != "message" && f["type"] != "conversation",
+            "leaked: {f}"
+        );
+    }
     ws.send(json!({"type": "message", "conversation_id": cid, "client_id": "w1", "body": "no"}))
         .await;
     let err = ws.next_of("error").await;
@@ -209,7 +216,7 @@ async fn the_permission_matrix_holds_over_http_and_websocket(db: TestDb) {
         (err["code"].as_str(), err["client_id"].as_str()),
         (Some("forbidden"), Some("w1"))
     );
-    ws.send(json!({"type": "close", "conversation_id": cid}))
+    ws.send(json!({"type": "close", "conversation_id": cid, "client_id": "w-close"}))
         .await;
     assert_eq!(ws.next_of("error").await["code"], "forbidden");
     let mut ws = srv.operator_ws(&chatter).await;
@@ -432,6 +439,39 @@ async fn bad_http_input_gets_stable_codes(db: TestDb) {
     assert_eq!(
         (status, err["error"]["code"].as_str()),
         (404, Some("not_found"))
+    );
+    let (mut v, _) = srv.new_visitor().await;
+    let cid = v.say("v1", "hi").await["conversation_id"]
+        .as_i64()
+        .expect("id");
+    let (status, err) = srv
+        .post_raw(
+            &format!("/api/conversations/{cid}/close"),
+            Some(&token),
+            "{oops",
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("bad_json"))
+    );
+    let (status, err) = srv
+        .post(
+            &format!("/api/conversations/{cid}/close"),
+            Some(&token),
+            json!({"client_id": ""}),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    let (_, conv) = srv
+        .get(&format!("/api/conversations/{cid}"), Some(&token))
+        .await;
+    assert_eq!(
+        conv["conversation"]["status"], "open",
+        "a refused close changed nothing"
     );
     let big = json!({"email": "a@b.c", "password": "x".repeat(100_000)});
     let (status, err) = srv.post("/api/login", None, big).await;

@@ -414,3 +414,58 @@ async fn floods_are_rate_limited(db: TestDb) {
     srv.stop().await;
 }
 both_backends!(rate_limit, floods_are_rate_limited);
+
+async fn a_retry_older_than_the_remembered_ids_is_still_stored_once(db: TestDb) {
+    // The conversation actor remembers the last few thousand client ids; a retry of an
+    // older one must still be recognised (the database refuses the copy) and answered with
+    // the sequence number it was stored under.
+    let srv = TestServer::start(&db).await;
+    let (mut ws, welcome) = srv.new_visitor().await;
+    let vtoken = welcome["visitor_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let first = ws.say("old", "the first message").await;
+    let n = charla::runtime::conversation::CLIENT_IDS_REMEMBERED + 10;
+    for i in 0..n {
+        ws.send(json!({"type": "message", "client_id": format!("f{i}"), "body": "filler"}))
+            .await;
+    }
+    let mut acks = 0;
+    while acks < n {
+        if ws.next().await["type"] == "ack" {
+            acks += 1;
+        }
+    }
+    drop(ws);
+    srv.stop().await;
+    let srv = TestServer::start(&db).await;
+    let mut ws = srv.ws("/ws/visitor").await;
+    ws.send(json!({"type": "hello", "token": vtoken, "last_seq": 1_000_000}))
+        .await;
+    ws.next_of("welcome").await;
+    let retry = ws.say("old", "the first message").await;
+    assert_eq!(retry["seq"], first["seq"]);
+    assert_eq!(retry["duplicate"], true);
+    // And the conversation goes on normally afterwards.
+    let next = ws.say("new", "after the retry").await;
+    assert_eq!(next["duplicate"], false);
+    let cid = first["conversation_id"].as_i64().expect("id");
+    let store = srv.runtime().core.store.clone();
+    let all = store
+        .call(move |s| s.messages_between(cid, 0, i64::MAX, 100_000))
+        .await
+        .expect("history");
+    assert_eq!(
+        all.iter()
+            .filter(|m| m.client_id.as_deref() == Some("old"))
+            .count(),
+        1
+    );
+    assert_eq!(all.last().map(|m| m.body.as_str()), Some("after the retry"));
+    srv.stop().await;
+}
+both_backends!(
+    old_retry,
+    a_retry_older_than_the_remembered_ids_is_still_stored_once
+);

@@ -149,10 +149,25 @@ async fn set_status(
     who: Authed,
     id: i64,
     status: ConversationStatus,
-    body: Option<web::Json<StatusBody>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     who.require_chat()?;
-    let client_id = body.and_then(|b| b.into_inner().client_id);
+    // The body is optional, but when there is one it must be valid.
+    let client_id = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let parsed: StatusBody = serde_json::from_slice(&body).map_err(|e| {
+            if e.is_syntax() || e.is_eof() {
+                AppError::new(ErrorCode::BadJson, format!("malformed JSON: {e}"))
+            } else {
+                AppError::bad_request(format!("invalid body: {e}"))
+            }
+        })?;
+        parsed.client_id
+    };
+    if let Some(id) = &client_id {
+        crate::protocol::validate_client_id(id)?;
+    }
     let addr = rt.conversation(id).await?;
     let (tx, rx) = oneshot::channel();
     let op = &who.operator;
@@ -175,7 +190,7 @@ pub async fn close(
     rt: web::Data<Runtime>,
     who: Authed,
     path: web::Path<i64>,
-    body: Option<web::Json<StatusBody>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     set_status(rt, who, path.into_inner(), ConversationStatus::Closed, body).await
 }
@@ -185,7 +200,7 @@ pub async fn reopen(
     rt: web::Data<Runtime>,
     who: Authed,
     path: web::Path<i64>,
-    body: Option<web::Json<StatusBody>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     set_status(rt, who, path.into_inner(), ConversationStatus::Open, body).await
 }

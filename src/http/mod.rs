@@ -6,7 +6,7 @@ pub mod conversations;
 
 use crate::error::{AppError, ErrorCode};
 use crate::runtime::operator::OperatorSession;
-use crate::runtime::session::codec_limit;
+use crate::runtime::session::{codec_limit, undecoded_limit, BoundedPayload, Undecoded};
 use crate::runtime::visitor::VisitorSession;
 use crate::runtime::Runtime;
 use actix_web::{error::JsonPayloadError, web, HttpRequest, HttpResponse};
@@ -110,10 +110,16 @@ async fn visitor_ws(
     stream: web::Payload,
     rt: web::Data<Runtime>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let limit = codec_limit(rt.core.config.max_frame_bytes);
-    ws::WsResponseBuilder::new(VisitorSession::new(rt.get_ref().clone()), &req, stream)
-        .frame_size(limit)
-        .start()
+    let max = rt.core.config.max_frame_bytes;
+    let undecoded = Undecoded::default();
+    let input = BoundedPayload::new(stream, undecoded.clone(), undecoded_limit(max));
+    ws::WsResponseBuilder::new(
+        VisitorSession::new(rt.get_ref().clone(), undecoded),
+        &req,
+        input,
+    )
+    .frame_size(codec_limit(max))
+    .start()
 }
 
 async fn operator_ws(
@@ -121,8 +127,14 @@ async fn operator_ws(
     stream: web::Payload,
     rt: web::Data<Runtime>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let limit = codec_limit(rt.core.config.max_frame_bytes);
-    ws::WsResponseBuilder::new(OperatorSession::new(rt.get_ref().clone()), &req, stream)
-        .frame_size(limit)
-        .start()
+    let max = rt.core.config.max_frame_bytes;
+    let undecoded = Undecoded::default();
+    let input = BoundedPayload::new(stream, undecoded.clone(), undecoded_limit(max));
+    ws::WsResponseBuilder::new(
+        OperatorSession::new(rt.get_ref().clone(), undecoded),
+        &req,
+        input,
+    )
+    .frame_size(codec_limit(max))
+    .start()
 }

@@ -28,8 +28,8 @@ const TAIL_LEN: usize = 256;
 pub const CLIENT_IDS_REMEMBERED: usize = 4096;
 /// How often an idle conversation checks whether it may stop.
 const IDLE_CHECK: Duration = Duration::from_secs(10);
-/// Most messages replayed from the database in one attach.
-const MAX_REPLAY: i64 = 10_000;
+/// Messages read from the database per query when replaying a long gap.
+const REPLAY_PAGE: i64 = 1000;
 
 /// Who sent a client id: kind, author id, key.
 type ClientKey = (AuthorKind, i64, String);
@@ -317,6 +317,54 @@ impl Conversation {
         self.fan_out(&out, None);
     }
 
+    /// A retried client id turned out to be stored already (too old to be remembered):
+    /// answer with the sequence number it was stored under.
+    fn answer_stored_duplicate(
+        &mut self,
+        ctx: &mut Context<Self>,
+        key: ClientKey,
+        replies: Vec<Reply>,
+        err: AppError,
+    ) {
+        let store = self.core.store.clone();
+        let id = self.id;
+        let (kind, author_id, client_id) = key.clone();
+        let fut = async move {
+            store
+                .call(move |s| s.client_id_seq(id, kind, author_id, &client_id))
+                .await
+        };
+        ctx.spawn(fut.into_actor(self).map(move |found, act, _| {
+            let client_id = key.2.clone();
+            match found {
+                Ok(Some(seq)) => {
+                    act.remember(key, seq);
+                    for reply in replies {
+                        let posted = Posted {
+                            conversation_id: act.id,
+                            seq,
+                            duplicate: true,
+                        };
+                        reply.ok(posted, Some(&client_id));
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    for reply in replies {
+                        reply.err(err.clone(), Some(&client_id));
+                    }
+                }
+            }
+        }));
+    }
+
+    /// The pending item carrying a client id, if one is on its way to the database.
+    fn pending_item(&mut self, key: &ClientKey) -> Option<&mut Item> {
+        self.pending
+            .iter_mut()
+            .flat_map(|p| p.items.iter_mut())
+            .find(|i| i.key.as_ref() == Some(key))
+    }
+
     /// Records an event (opened, closed, reopened) as an entry of the history.
     fn event_item(
         &mut self,
@@ -433,13 +481,19 @@ impl Handler<Attach> for Conversation {
         let store = self.core.store.clone();
         let id = self.id;
         Box::pin(async move {
-            let rows = store
-                .call(move |s| s.messages_between(id, after, upto, MAX_REPLAY))
-                .await?;
-            let replay = rows
-                .iter()
-                .map(|m| (m.seq, ServerFrame::Message { message: m }.encode()))
-                .collect();
+            let mut replay = Vec::new();
+            let mut from = after;
+            while from < upto {
+                let rows = store
+                    .call(move |s| s.messages_between(id, from, upto, REPLAY_PAGE))
+                    .await?;
+                let Some(last) = rows.last() else { break };
+                from = last.seq;
+                replay.extend(
+                    rows.iter()
+                        .map(|m| (m.seq, ServerFrame::Message { message: m }.encode())),
+                );
+            }
             Ok(Attached { view, replay })
         })
     }
@@ -502,21 +556,12 @@ impl Handler<Post> for Conversation {
             msg.reply.ok(posted, Some(&msg.client_id));
             return;
         }
-        if let Some(item) = self
-            .pending
-            .iter_mut()
-            .flat_map(|p| p.items.iter_mut())
-            .find(|i| i.key.as_ref() == Some(&key))
-        {
+        if let Some(item) = self.pending_item(&key) {
             // The same message is already on its way to the database: answer both
             // senders when it lands.
             item.replies.push(msg.reply);
             return;
         }
-        self.core
-            .metrics
-            .messages_received
-            .fetch_add(1, Ordering::Relaxed);
         let mut items = Vec::with_capacity(2);
         let mut writes = Vec::with_capacity(3);
         let mut status = None;
@@ -543,6 +588,10 @@ impl Handler<Post> for Conversation {
             });
             status = Some((ConversationStatus::Open, ConversationStatus::Closed));
         }
+        self.core
+            .metrics
+            .messages_received
+            .fetch_add(1, Ordering::Relaxed);
         let (mut item, write) = self.new_item(
             MessageKind::Text,
             msg.author,
@@ -592,6 +641,11 @@ impl Handler<SetStatus> for Conversation {
                 msg.reply.ok(posted, Some(client_id));
                 return;
             }
+            if let Some(item) = self.pending_item(&key) {
+                // The same request is on its way: answer it when it lands (or fails).
+                item.replies.push(msg.reply);
+                return;
+            }
         }
         if self.status == msg.status {
             // Already there: nothing to record.
@@ -626,7 +680,7 @@ impl Handler<SetStatus> for Conversation {
 impl Handler<Persisted> for Conversation {
     type Result = ();
 
-    fn handle(&mut self, msg: Persisted, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Persisted, ctx: &mut Self::Context) {
         // The persister answers in submission order, so the request is at the front.
         let Some(pos) = self.pending.iter().position(|p| p.ticket == msg.ticket) else {
             return;
@@ -689,6 +743,12 @@ impl Handler<Persisted> for Conversation {
                     self.status = previous;
                 }
                 for item in done.items {
+                    if err.code == ErrorCode::Conflict {
+                        if let Some(key) = item.key.clone() {
+                            self.answer_stored_duplicate(ctx, key, item.replies, err.clone());
+                            continue;
+                        }
+                    }
                     let client_id = item.view.client_id.as_deref();
                     for reply in item.replies {
                         reply.err(err.clone(), client_id);

@@ -31,6 +31,11 @@ impl Hub {
         self.operators.insert(id, sink);
     }
 
+    /// Takes an operator session off the live feed (it stays registered for shutdown).
+    pub fn leave_operators(&self, id: u64) {
+        self.operators.remove(&id);
+    }
+
     /// Forgets a session.
     pub fn leave(&self, id: u64) {
         self.sessions.remove(&id);

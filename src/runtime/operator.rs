@@ -3,7 +3,9 @@
 //! messages to conversation actors after checking the operator's permission.
 
 use super::conversation::{MarkRead, Post, Reply, SetStatus, Typing};
-use super::session::{check_size, RateLimit, CLIENT_TIMEOUT, HEARTBEAT_INTERVAL};
+use super::session::{
+    check_size, undecoded_limit, RateLimit, Undecoded, CLIENT_TIMEOUT, HEARTBEAT_INTERVAL,
+};
 use super::{Outbound, Runtime, Shutdown};
 use crate::auth;
 use crate::error::{AppError, ErrorCode};
@@ -21,9 +23,13 @@ use std::time::Instant;
 pub struct OperatorSession {
     id: u64,
     rt: Runtime,
-    operator: Option<(Operator, i64)>,
+    /// The operator, the login's expiry, and the token's digest (re-checked on every
+    /// heartbeat, so a logout or a revoked permission takes effect on open sockets).
+    operator: Option<(Operator, i64, String)>,
     last_heard: Instant,
     limit: RateLimit,
+    /// Bytes received since the last decoded frame (see `session::BoundedPayload`).
+    undecoded: Undecoded,
 }
 
 /// Whether an operator may touch conversations (OC1: administrators always may).
@@ -33,7 +39,7 @@ pub fn may_chat(op: &Operator) -> bool {
 
 impl OperatorSession {
     /// A session on a fresh socket.
-    pub fn new(rt: Runtime) -> Self {
+    pub fn new(rt: Runtime, undecoded: Undecoded) -> Self {
         let cfg = &rt.core.config;
         let limit = RateLimit::new(cfg.rate_per_sec, cfg.rate_burst);
         OperatorSession {
@@ -42,6 +48,7 @@ impl OperatorSession {
             operator: None,
             last_heard: Instant::now(),
             limit,
+            undecoded,
         }
     }
 
@@ -71,10 +78,10 @@ impl OperatorSession {
         if let OperatorFrame::Auth { token } = frame {
             return self.auth(ctx, token);
         }
-        if let OperatorFrame::Ping {} = frame {
-            return ctx.text(ServerFrame::Pong {}.encode());
-        }
-        let Some((op, expires_at)) = self.operator.clone() else {
+        let Some((op, expires_at, _)) = self.operator.clone() else {
+            if let OperatorFrame::Ping {} = frame {
+                return ctx.text(ServerFrame::Pong {}.encode());
+            }
             return self.send_error(
                 ctx,
                 &AppError::new(ErrorCode::HelloRequired, "send `auth` first"),
@@ -82,24 +89,23 @@ impl OperatorSession {
             );
         };
         if self.rt.core.clock.now_ms() >= expires_at {
-            self.send_error(
-                ctx,
-                &AppError::unauthorized("the login has expired; log in again"),
-                None,
-            );
-            ctx.close(Some(ws::CloseReason {
-                code: ws::CloseCode::Policy,
-                description: Some("login expired".into()),
-            }));
-            return ctx.stop();
+            return self.end_login(ctx, "the login has expired; log in again");
+        }
+        if let OperatorFrame::Ping {} = frame {
+            return ctx.text(ServerFrame::Pong {}.encode());
         }
         let client_id = match &frame {
             OperatorFrame::Message { client_id, .. } => Some(client_id.clone()),
             OperatorFrame::Close { client_id, .. } | OperatorFrame::Reopen { client_id, .. } => {
-                client_id.clone()
+                Some(client_id.clone())
             }
             _ => None,
         };
+        if let Some(id) = &client_id {
+            if let Err(e) = crate::protocol::validate_client_id(id) {
+                return self.send_error(ctx, &e, None);
+            }
+        }
         if !may_chat(&op) {
             return self.send_error(
                 ctx,
@@ -141,7 +147,7 @@ impl OperatorSession {
                     author,
                     op.id,
                     ConversationStatus::Closed,
-                    client_id,
+                    Some(client_id),
                     sink,
                     self.id,
                 )),
@@ -155,7 +161,7 @@ impl OperatorSession {
                     author,
                     op.id,
                     ConversationStatus::Open,
-                    client_id,
+                    Some(client_id),
                     sink,
                     self.id,
                 )),
@@ -205,22 +211,76 @@ impl OperatorSession {
         );
     }
 
+    /// Tells the client its login ended and closes the socket (1008).
+    fn end_login(&mut self, ctx: &mut ws::WebsocketContext<Self>, why: &str) {
+        self.send_error(ctx, &AppError::unauthorized(why), None);
+        self.rt.core.hub.leave_operators(self.id);
+        ctx.close(Some(ws::CloseReason {
+            code: ws::CloseCode::Policy,
+            description: Some("login ended".into()),
+        }));
+        ctx.stop();
+    }
+
+    /// Re-reads the login: a logout, an expiry or a changed permission reaches open sockets
+    /// within one heartbeat.
+    fn recheck(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some((_, _, digest)) = self.operator.clone() else {
+            return;
+        };
+        let rt = self.rt.clone();
+        let now = rt.core.clock.now_ms();
+        let fut = async move {
+            rt.core
+                .store
+                .call(move |s| s.operator_by_token(&digest, now))
+                .await
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
+            Ok(Some((op, expires_at))) => {
+                act.follow_permission(ctx, &op);
+                if let Some(current) = act.operator.as_mut() {
+                    current.0 = op;
+                    current.1 = expires_at;
+                }
+            }
+            Ok(None) => act.end_login(ctx, "the login ended (logout or expiry); log in again"),
+            // The database is unreachable: keep the session; the next heartbeat retries.
+            Err(_) => {}
+        }));
+    }
+
+    /// Joins the live feed only with the chat permission (OC1): without it an operator sees
+    /// no conversation, over HTTP or websocket.
+    fn follow_permission(&mut self, ctx: &mut ws::WebsocketContext<Self>, op: &Operator) {
+        if may_chat(op) {
+            self.rt
+                .core
+                .hub
+                .join_operator(self.id, ctx.address().recipient());
+        } else {
+            self.rt.core.hub.leave_operators(self.id);
+        }
+    }
+
     fn auth(&mut self, ctx: &mut ws::WebsocketContext<Self>, token: String) {
         if self.operator.is_some() {
             return self.send_error(ctx, &AppError::bad_request("already authenticated"), None);
         }
         let rt = self.rt.clone();
+        let digest = auth::token_digest(&token);
         let fut = async move {
-            let digest = auth::token_digest(&token);
             let now = rt.core.clock.now_ms();
+            let lookup = digest.clone();
             rt.core
                 .store
-                .call(move |s| s.operator_by_token(&digest, now))
+                .call(move |s| s.operator_by_token(&lookup, now))
                 .await?
+                .map(|(op, exp)| (op, exp, digest))
                 .ok_or_else(|| AppError::unauthorized("unknown or expired token"))
         };
         ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok((op, expires_at)) => {
+            Ok((op, expires_at, digest)) => {
                 ctx.text(
                     ServerFrame::Ready {
                         v: crate::protocol::PROTOCOL_VERSION,
@@ -228,11 +288,8 @@ impl OperatorSession {
                     }
                     .encode(),
                 );
-                act.rt
-                    .core
-                    .hub
-                    .join_operator(act.id, ctx.address().recipient());
-                act.operator = Some((op, expires_at));
+                act.follow_permission(ctx, &op);
+                act.operator = Some((op, expires_at, digest));
             }
             Err(e) => act.send_error(ctx, &e, None),
         }));
@@ -295,6 +352,7 @@ impl Actor for OperatorSession {
                 ctx.stop();
             } else {
                 ctx.ping(b"");
+                act.recheck(ctx);
             }
         });
     }
@@ -332,6 +390,12 @@ impl Handler<Shutdown> for OperatorSession {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for OperatorSession {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
+        if item.is_ok() {
+            self.undecoded.reset();
+        }
+        let cut_off = self
+            .undecoded
+            .exceeded(undecoded_limit(self.rt.core.config.max_frame_bytes));
         match item {
             Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
             Ok(ws::Message::Binary(_)) => self.send_error(
@@ -343,8 +407,20 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for OperatorSession {
                 None,
             ),
             Ok(ws::Message::Ping(p)) => ctx.pong(&p),
-            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Continuation(_)) | Ok(ws::Message::Nop) => {}
+            Ok(ws::Message::Continuation(_)) => self.send_error(
+                ctx,
+                &AppError::bad_request("fragmented frames are not accepted; send each frame whole"),
+                None,
+            ),
+            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Close(_)) => ctx.stop(),
+            Err(_) if cut_off => {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Size,
+                    description: Some("frame too large".into()),
+                }));
+                ctx.stop();
+            }
             Err(ws::ProtocolError::Overflow) => {
                 ctx.close(Some(ws::CloseReason {
                     code: ws::CloseCode::Size,

@@ -237,6 +237,12 @@ fn commit_with_retry(
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
+            Err(e @ StoreError::Conflict(_)) => {
+                // An old retry the conversation no longer remembered; it is answered with
+                // the stored sequence number, so this is routine, not a failure.
+                tracing::debug!(error = %e, writes = writes.len(), "batch refused by a uniqueness rule");
+                return Err(e);
+            }
             Err(e) => {
                 metrics.persist_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, writes = writes.len(), "batch commit failed");

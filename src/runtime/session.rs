@@ -4,6 +4,13 @@
 //! the transport.
 
 use crate::error::{AppError, ErrorCode};
+use actix_web::error::PayloadError;
+use actix_web::web::Bytes;
+use futures_util::Stream;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// How often the server pings a client.
@@ -14,6 +21,70 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(45);
 /// between the configured limit and this one get a `too_large` error frame instead.
 pub fn codec_limit(max_frame_bytes: usize) -> usize {
     max_frame_bytes.saturating_mul(4).max(64 * 1024)
+}
+
+/// Bytes a socket may deliver without completing a frame before it is cut off. The
+/// websocket codec buffers a whole frame before comparing its length with the limit, so
+/// without this a client announcing a huge frame could make the server buffer all of it.
+pub fn undecoded_limit(max_frame_bytes: usize) -> usize {
+    codec_limit(max_frame_bytes).saturating_mul(2) + 64 * 1024
+}
+
+/// Counts the bytes received since the session last decoded a frame; shared between the
+/// socket's input stream ([`BoundedPayload`]) and the session, which resets it per frame.
+#[derive(Clone, Default)]
+pub struct Undecoded(Arc<AtomicUsize>);
+
+impl Undecoded {
+    /// A frame was decoded: everything before it is accounted for.
+    pub fn reset(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether the input was cut off for exceeding `limit`.
+    pub fn exceeded(&self, limit: usize) -> bool {
+        self.0.load(Ordering::Relaxed) > limit
+    }
+}
+
+/// The socket's input stream, failing once too many bytes arrive without a frame.
+pub struct BoundedPayload<S> {
+    inner: S,
+    undecoded: Undecoded,
+    limit: usize,
+}
+
+impl<S> BoundedPayload<S> {
+    /// Wraps the request payload.
+    pub fn new(inner: S, undecoded: Undecoded, limit: usize) -> Self {
+        BoundedPayload {
+            inner,
+            undecoded,
+            limit,
+        }
+    }
+}
+
+impl<S> Stream for BoundedPayload<S>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                let total =
+                    self.undecoded.0.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len();
+                if total > self.limit {
+                    Poll::Ready(Some(Err(PayloadError::Overflow)))
+                } else {
+                    Poll::Ready(Some(Ok(chunk)))
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 /// A token bucket limiting frames per second.

@@ -5,7 +5,9 @@
 
 use super::conversation::{Attach, Attached, Conversation, Detach, MarkRead, Post, Reply, Typing};
 use super::router::Open;
-use super::session::{check_size, RateLimit, CLIENT_TIMEOUT, HEARTBEAT_INTERVAL};
+use super::session::{
+    check_size, undecoded_limit, RateLimit, Undecoded, CLIENT_TIMEOUT, HEARTBEAT_INTERVAL,
+};
 use super::{Outbound, Runtime, Shutdown};
 use crate::auth;
 use crate::error::{AppError, ErrorCode};
@@ -32,11 +34,13 @@ pub struct VisitorSession {
     channel: String,
     last_heard: Instant,
     limit: RateLimit,
+    /// Bytes received since the last decoded frame (see `session::BoundedPayload`).
+    undecoded: Undecoded,
 }
 
 impl VisitorSession {
     /// A session on a fresh socket.
-    pub fn new(rt: Runtime) -> Self {
+    pub fn new(rt: Runtime, undecoded: Undecoded) -> Self {
         let cfg = &rt.core.config;
         let limit = RateLimit::new(cfg.rate_per_sec, cfg.rate_burst);
         VisitorSession {
@@ -48,6 +52,7 @@ impl VisitorSession {
             channel: "web".into(),
             last_heard: Instant::now(),
             limit,
+            undecoded,
         }
     }
 
@@ -165,6 +170,14 @@ impl VisitorSession {
                 return self.send_error(ctx, &AppError::bad_request("invalid channel name"), None);
             }
             self.channel = ch;
+        }
+        if token.is_none() && conversation_id.is_some() {
+            // A visitor without an identity owns no conversation.
+            return self.send_error(
+                ctx,
+                &AppError::forbidden("this conversation is not yours"),
+                None,
+            );
         }
         let rt = self.rt.clone();
         let session_id = self.id;
@@ -398,6 +411,12 @@ impl Handler<Shutdown> for VisitorSession {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for VisitorSession {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
+        if item.is_ok() {
+            self.undecoded.reset();
+        }
+        let cut_off = self
+            .undecoded
+            .exceeded(undecoded_limit(self.rt.core.config.max_frame_bytes));
         match item {
             Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
             Ok(ws::Message::Binary(_)) => self.send_error(
@@ -411,7 +430,19 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for VisitorSession {
             Ok(ws::Message::Ping(p)) => ctx.pong(&p),
             Ok(ws::Message::Pong(_)) => {}
             Ok(ws::Message::Close(_)) => ctx.stop(),
-            Ok(ws::Message::Continuation(_)) | Ok(ws::Message::Nop) => {}
+            Ok(ws::Message::Continuation(_)) => self.send_error(
+                ctx,
+                &AppError::bad_request("fragmented frames are not accepted; send each frame whole"),
+                None,
+            ),
+            Ok(ws::Message::Nop) => {}
+            Err(_) if cut_off => {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Size,
+                    description: Some("frame too large".into()),
+                }));
+                ctx.stop();
+            }
             Err(ws::ProtocolError::Overflow) => {
                 ctx.close(Some(ws::CloseReason {
                     code: ws::CloseCode::Size,

@@ -125,10 +125,18 @@ impl Store {
         db_run!(self, |conn| {
             conn.transaction::<_, super::StoreError, _>(|conn| {
                 for chunk in new_messages.chunks(ROWS_PER_INSERT) {
-                    diesel::insert_into(messages::table)
+                    let inserted = diesel::insert_into(messages::table)
                         .values(chunk.to_vec())
                         .on_conflict_do_nothing()
                         .execute(conn)?;
+                    if inserted < chunk.len() {
+                        // A retry whose first copy is stored but no longer remembered in
+                        // memory: roll back so the sender learns the stored sequence number
+                        // instead of a new one that was never written.
+                        return Err(super::StoreError::Conflict(
+                            "a message with this client id is already stored".into(),
+                        ));
+                    }
                 }
                 for (id, (seq, at)) in &touched {
                     diesel::update(
@@ -245,6 +253,26 @@ impl Store {
                     messages::seq,
                 ))
                 .load(conn)?)
+        })
+    }
+
+    /// The sequence number under which a client id was stored, if it was.
+    pub fn client_id_seq(
+        &self,
+        conversation_id: i64,
+        author_kind: AuthorKind,
+        author_id: i64,
+        client_id: &str,
+    ) -> StoreResult<Option<i64>> {
+        db_run!(self, |conn| {
+            Ok(messages::table
+                .filter(messages::conversation_id.eq(conversation_id))
+                .filter(messages::author_kind.eq(author_kind.as_str()))
+                .filter(messages::author_id.eq(author_id))
+                .filter(messages::client_id.eq(client_id))
+                .select(messages::seq)
+                .first(conn)
+                .optional()?)
         })
     }
 

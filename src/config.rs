@@ -89,6 +89,8 @@ settings! {
     rate_per_sec: u32 = "20", "CHARLA_RATE_PER_SEC";
     /// Frames a session may send in a burst above the average.
     rate_burst: u32 = "60", "CHARLA_RATE_BURST";
+    /// Bytes queued for one websocket that its client has not read yet; past it the server closes the socket (1008) instead of buffering without bound.
+    max_send_backlog_bytes: usize = "1048576", "CHARLA_MAX_SEND_BACKLOG_BYTES";
     /// Lifetime of an operator's login token, in seconds.
     operator_token_ttl_secs: u64 = "43200", "CHARLA_OPERATOR_TOKEN_TTL_SECS";
     /// Seconds a conversation with nobody attached stays in memory before its actor stops.

@@ -6,7 +6,9 @@ pub mod conversations;
 
 use crate::error::{AppError, ErrorCode};
 use crate::runtime::operator::OperatorSession;
-use crate::runtime::session::{codec_limit, undecoded_limit, BoundedPayload, Undecoded};
+use crate::runtime::session::{
+    codec_limit, undecoded_limit, BoundedPayload, Drained, MeteredOutput, Undecoded,
+};
 use crate::runtime::visitor::VisitorSession;
 use crate::runtime::Runtime;
 use actix_web::{error::JsonPayloadError, web, HttpRequest, HttpResponse};
@@ -105,21 +107,36 @@ async fn metrics(rt: web::Data<Runtime>) -> HttpResponse {
         .body(rt.core.metrics.render())
 }
 
+/// Upgrades to a websocket served by `session`, with the input bounded and the output
+/// metered (see `runtime::session`).
+fn start_session<A>(
+    session: A,
+    req: &HttpRequest,
+    stream: web::Payload,
+    rt: &Runtime,
+    undecoded: Undecoded,
+    drained: Drained,
+) -> Result<HttpResponse, actix_web::Error>
+where
+    A: actix::Actor<Context = ws::WebsocketContext<A>>
+        + actix::StreamHandler<Result<ws::Message, ws::ProtocolError>>,
+{
+    let max = rt.core.config.max_frame_bytes;
+    let input = BoundedPayload::new(stream, undecoded, undecoded_limit(max));
+    let codec = actix_http::ws::Codec::new().max_size(codec_limit(max));
+    let mut res = ws::handshake(req)?;
+    let output = ws::WebsocketContext::with_codec(session, input, codec);
+    Ok(res.streaming(MeteredOutput::new(Box::pin(output), drained)))
+}
+
 async fn visitor_ws(
     req: HttpRequest,
     stream: web::Payload,
     rt: web::Data<Runtime>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let max = rt.core.config.max_frame_bytes;
-    let undecoded = Undecoded::default();
-    let input = BoundedPayload::new(stream, undecoded.clone(), undecoded_limit(max));
-    ws::WsResponseBuilder::new(
-        VisitorSession::new(rt.get_ref().clone(), undecoded),
-        &req,
-        input,
-    )
-    .frame_size(codec_limit(max))
-    .start()
+    let (undecoded, drained) = (Undecoded::default(), Drained::default());
+    let session = VisitorSession::new(rt.get_ref().clone(), undecoded.clone(), drained.clone());
+    start_session(session, &req, stream, &rt, undecoded, drained)
 }
 
 async fn operator_ws(
@@ -127,14 +144,7 @@ async fn operator_ws(
     stream: web::Payload,
     rt: web::Data<Runtime>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let max = rt.core.config.max_frame_bytes;
-    let undecoded = Undecoded::default();
-    let input = BoundedPayload::new(stream, undecoded.clone(), undecoded_limit(max));
-    ws::WsResponseBuilder::new(
-        OperatorSession::new(rt.get_ref().clone(), undecoded),
-        &req,
-        input,
-    )
-    .frame_size(codec_limit(max))
-    .start()
+    let (undecoded, drained) = (Undecoded::default(), Drained::default());
+    let session = OperatorSession::new(rt.get_ref().clone(), undecoded.clone(), drained.clone());
+    start_session(session, &req, stream, &rt, undecoded, drained)
 }

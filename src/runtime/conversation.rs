@@ -734,11 +734,15 @@ impl Handler<Persisted> for Conversation {
                 }
             }
             Err(err) => {
-                tracing::warn!(
-                    conversation_id = self.id,
-                    code = err.code.as_str(),
-                    "write failed"
-                );
+                if err.code == ErrorCode::Conflict {
+                    tracing::debug!(conversation_id = self.id, "retry of a stored message");
+                } else {
+                    tracing::warn!(
+                        conversation_id = self.id,
+                        code = err.code.as_str(),
+                        "write failed"
+                    );
+                }
                 if let Some((_, previous)) = done.status {
                     self.status = previous;
                 }

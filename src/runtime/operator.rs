@@ -4,7 +4,8 @@
 
 use super::conversation::{MarkRead, Post, Reply, SetStatus, Typing};
 use super::session::{
-    check_size, undecoded_limit, RateLimit, Undecoded, CLIENT_TIMEOUT, HEARTBEAT_INTERVAL,
+    check_size, payload_len, Backlog, Drained, RateLimit, Undecoded, CLIENT_TIMEOUT,
+    HEARTBEAT_INTERVAL,
 };
 use super::{Outbound, Runtime, Shutdown};
 use crate::auth;
@@ -30,6 +31,8 @@ pub struct OperatorSession {
     limit: RateLimit,
     /// Bytes received since the last decoded frame (see `session::BoundedPayload`).
     undecoded: Undecoded,
+    /// Bytes queued for the client but not yet written (see `session::Backlog`).
+    backlog: Backlog,
 }
 
 /// Whether an operator may touch conversations (OC1: administrators always may).
@@ -39,9 +42,10 @@ pub fn may_chat(op: &Operator) -> bool {
 
 impl OperatorSession {
     /// A session on a fresh socket.
-    pub fn new(rt: Runtime, undecoded: Undecoded) -> Self {
+    pub fn new(rt: Runtime, undecoded: Undecoded, drained: Drained) -> Self {
         let cfg = &rt.core.config;
         let limit = RateLimit::new(cfg.rate_per_sec, cfg.rate_burst);
+        let backlog = Backlog::new(drained, cfg.max_send_backlog_bytes);
         OperatorSession {
             id: rt.core.hub.next_session_id(),
             rt,
@@ -49,6 +53,7 @@ impl OperatorSession {
             last_heard: Instant::now(),
             limit,
             undecoded,
+            backlog,
         }
     }
 
@@ -371,6 +376,9 @@ impl Handler<Outbound> for OperatorSession {
     type Result = ();
 
     fn handle(&mut self, msg: Outbound, ctx: &mut Self::Context) {
+        if !self.backlog.push(msg.frame.len()) {
+            return super::visitor::shed_slow_client(ctx);
+        }
         ctx.text(msg.frame);
     }
 }
@@ -390,12 +398,9 @@ impl Handler<Shutdown> for OperatorSession {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for OperatorSession {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
-        if item.is_ok() {
-            self.undecoded.reset();
+        if let Ok(msg) = &item {
+            self.undecoded.handled(payload_len(msg));
         }
-        let cut_off = self
-            .undecoded
-            .exceeded(undecoded_limit(self.rt.core.config.max_frame_bytes));
         match item {
             Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
             Ok(ws::Message::Binary(_)) => self.send_error(
@@ -414,13 +419,6 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for OperatorSession {
             ),
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Close(_)) => ctx.stop(),
-            Err(_) if cut_off => {
-                ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::Size,
-                    description: Some("frame too large".into()),
-                }));
-                ctx.stop();
-            }
             Err(ws::ProtocolError::Overflow) => {
                 ctx.close(Some(ws::CloseReason {
                     code: ws::CloseCode::Size,

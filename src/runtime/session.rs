@@ -23,31 +23,44 @@ pub fn codec_limit(max_frame_bytes: usize) -> usize {
     max_frame_bytes.saturating_mul(4).max(64 * 1024)
 }
 
-/// Bytes a socket may deliver without completing a frame before it is cut off. The
-/// websocket codec buffers a whole frame before comparing its length with the limit, so
-/// without this a client announcing a huge frame could make the server buffer all of it.
+/// Most bytes of a socket's input held undecoded. The websocket stream reads everything
+/// the socket has before decoding a frame, so a client that sends faster than its session
+/// handles frames, or announces a huge frame, would otherwise grow that buffer without
+/// bound.
 pub fn undecoded_limit(max_frame_bytes: usize) -> usize {
     codec_limit(max_frame_bytes).saturating_mul(2) + 64 * 1024
 }
 
-/// Counts the bytes received since the session last decoded a frame; shared between the
-/// socket's input stream ([`BoundedPayload`]) and the session, which resets it per frame.
+/// Upper bound of a frame header (2 bytes, 8 of extended length, 4 of mask).
+const FRAME_HEADER_MAX: usize = 14;
+
+/// Input bytes received against input bytes the session has handled, shared between the
+/// socket's input stream ([`BoundedPayload`]) and the session.
 #[derive(Clone, Default)]
-pub struct Undecoded(Arc<AtomicUsize>);
+pub struct Undecoded {
+    received: Arc<AtomicUsize>,
+    handled: Arc<AtomicUsize>,
+}
 
 impl Undecoded {
-    /// A frame was decoded: everything before it is accounted for.
-    pub fn reset(&self) {
-        self.0.store(0, Ordering::Relaxed);
+    /// The session handled a frame with this payload length.
+    pub fn handled(&self, payload_len: usize) {
+        self.handled
+            .fetch_add(payload_len + FRAME_HEADER_MAX, Ordering::Relaxed);
     }
 
-    /// Whether the input was cut off for exceeding `limit`.
-    pub fn exceeded(&self, limit: usize) -> bool {
-        self.0.load(Ordering::Relaxed) > limit
+    fn buffered(&self) -> usize {
+        self.received
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.handled.load(Ordering::Relaxed))
     }
 }
 
-/// The socket's input stream, failing once too many bytes arrive without a frame.
+/// The socket's input stream. While more than `limit` bytes wait undecoded it stops
+/// reading the socket, which pushes back on the client through TCP; what is buffered always
+/// holds a whole frame then (frames are shorter than half the limit), so the session keeps
+/// handling frames and reading resumes. A client stuck mid-frame is dropped by the
+/// heartbeat.
 pub struct BoundedPayload<S> {
     inner: S,
     undecoded: Undecoded,
@@ -72,18 +85,100 @@ where
     type Item = Result<Bytes, PayloadError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match Pin::new(&mut self.inner).poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                let total =
-                    self.undecoded.0.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len();
-                if total > self.limit {
-                    Poll::Ready(Some(Err(PayloadError::Overflow)))
-                } else {
-                    Poll::Ready(Some(Ok(chunk)))
-                }
-            }
-            other => other,
+        if self.undecoded.buffered() > self.limit {
+            // The session is re-polled after each frame it handles; no waker is needed.
+            return Poll::Pending;
         }
+        let item = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &item {
+            self.undecoded
+                .received
+                .fetch_add(chunk.len(), Ordering::Relaxed);
+        }
+        item
+    }
+}
+
+/// Counts the bytes of a socket's output that the HTTP layer has taken for writing, so the
+/// session can tell how much its client has left unread: actix-web-actors otherwise queues
+/// frames for a client that stops reading without any bound.
+#[derive(Clone, Default)]
+pub struct Drained(Arc<AtomicUsize>);
+
+impl Drained {
+    /// Bytes written to the socket so far.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The session's output stream, counting what is taken for writing.
+pub struct MeteredOutput<S> {
+    inner: S,
+    drained: Drained,
+}
+
+impl<S> MeteredOutput<S> {
+    /// Wraps the session's output stream.
+    pub fn new(inner: S, drained: Drained) -> Self {
+        MeteredOutput { inner, drained }
+    }
+}
+
+impl<S, E> Stream for MeteredOutput<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    type Item = Result<Bytes, E>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(bytes))) = &item {
+            self.drained.0.fetch_add(bytes.len(), Ordering::Relaxed);
+        }
+        item
+    }
+}
+
+/// What a session has queued for its client against what was written.
+pub struct Backlog {
+    queued: usize,
+    drained: Drained,
+    limit: usize,
+}
+
+impl Backlog {
+    /// A backlog bounded by `limit` bytes.
+    pub fn new(drained: Drained, limit: usize) -> Self {
+        Backlog {
+            queued: 0,
+            drained,
+            limit,
+        }
+    }
+
+    /// Counts a frame about to be queued; `false` when the client is too far behind.
+    pub fn push(&mut self, len: usize) -> bool {
+        self.queued += len;
+        // Frame headers make the written count slightly larger than the payloads counted.
+        self.queued.saturating_sub(self.drained.get()) <= self.limit
+    }
+}
+
+/// The payload length of a received frame, for [`Undecoded::handled`].
+pub fn payload_len(msg: &actix_web_actors::ws::Message) -> usize {
+    use actix_http::ws::Item;
+    use actix_web_actors::ws::Message;
+    match msg {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
+        Message::Close(r) => r
+            .as_ref()
+            .map_or(0, |r| 2 + r.description.as_ref().map_or(0, String::len)),
+        Message::Continuation(
+            Item::FirstText(b) | Item::FirstBinary(b) | Item::Continue(b) | Item::Last(b),
+        ) => b.len(),
+        Message::Nop => 0,
     }
 }
 

@@ -6,7 +6,8 @@
 use super::conversation::{Attach, Attached, Conversation, Detach, MarkRead, Post, Reply, Typing};
 use super::router::Open;
 use super::session::{
-    check_size, undecoded_limit, RateLimit, Undecoded, CLIENT_TIMEOUT, HEARTBEAT_INTERVAL,
+    check_size, payload_len, Backlog, Drained, RateLimit, Undecoded, CLIENT_TIMEOUT,
+    HEARTBEAT_INTERVAL,
 };
 use super::{Outbound, Runtime, Shutdown};
 use crate::auth;
@@ -36,13 +37,16 @@ pub struct VisitorSession {
     limit: RateLimit,
     /// Bytes received since the last decoded frame (see `session::BoundedPayload`).
     undecoded: Undecoded,
+    /// Bytes queued for the client but not yet written (see `session::Backlog`).
+    backlog: Backlog,
 }
 
 impl VisitorSession {
     /// A session on a fresh socket.
-    pub fn new(rt: Runtime, undecoded: Undecoded) -> Self {
+    pub fn new(rt: Runtime, undecoded: Undecoded, drained: Drained) -> Self {
         let cfg = &rt.core.config;
         let limit = RateLimit::new(cfg.rate_per_sec, cfg.rate_burst);
+        let backlog = Backlog::new(drained, cfg.max_send_backlog_bytes);
         VisitorSession {
             id: rt.core.hub.next_session_id(),
             rt,
@@ -53,6 +57,7 @@ impl VisitorSession {
             last_heard: Instant::now(),
             limit,
             undecoded,
+            backlog,
         }
     }
 
@@ -392,8 +397,25 @@ impl Handler<Outbound> for VisitorSession {
     type Result = ();
 
     fn handle(&mut self, msg: Outbound, ctx: &mut Self::Context) {
+        if !self.backlog.push(msg.frame.len()) {
+            return shed_slow_client(ctx);
+        }
         self.deliver(ctx, msg.seq, msg.frame);
     }
+}
+
+/// Closes the socket of a client that stopped reading (1008), so it costs no more memory
+/// and never holds back anyone else; it resumes from its last sequence number when it
+/// reconnects.
+pub fn shed_slow_client<A>(ctx: &mut ws::WebsocketContext<A>)
+where
+    A: Actor<Context = ws::WebsocketContext<A>>,
+{
+    ctx.close(Some(ws::CloseReason {
+        code: ws::CloseCode::Policy,
+        description: Some("too slow: the client is not reading its frames".into()),
+    }));
+    ctx.stop();
 }
 
 impl Handler<Shutdown> for VisitorSession {
@@ -411,12 +433,9 @@ impl Handler<Shutdown> for VisitorSession {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for VisitorSession {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
-        if item.is_ok() {
-            self.undecoded.reset();
+        if let Ok(msg) = &item {
+            self.undecoded.handled(payload_len(msg));
         }
-        let cut_off = self
-            .undecoded
-            .exceeded(undecoded_limit(self.rt.core.config.max_frame_bytes));
         match item {
             Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
             Ok(ws::Message::Binary(_)) => self.send_error(
@@ -436,13 +455,6 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for VisitorSession {
                 None,
             ),
             Ok(ws::Message::Nop) => {}
-            Err(_) if cut_off => {
-                ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::Size,
-                    description: Some("frame too large".into()),
-                }));
-                ctx.stop();
-            }
             Err(ws::ProtocolError::Overflow) => {
                 ctx.close(Some(ws::CloseReason {
                     code: ws::CloseCode::Size,

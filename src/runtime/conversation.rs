@@ -4,7 +4,7 @@
 //! each once. It tracks read marks, recognises retried client ids, and stops when idle;
 //! the router recreates it from the database on demand.
 
-use super::persister::{PersistRequest, Persisted};
+use super::persister::{PersistReply, PersistRequest, Persisted};
 use super::router::{ConversationStopped, Router};
 use super::{Core, Outbound};
 use crate::error::{AppError, ErrorCode};
@@ -271,7 +271,7 @@ impl Conversation {
         let req = PersistRequest {
             writes,
             ticket,
-            reply: Some(ctx.address().recipient()),
+            reply: PersistReply::Actor(ctx.address().recipient()),
         };
         match self.core.persister.submit(req) {
             Ok(()) => {
@@ -821,7 +821,7 @@ impl Handler<MarkRead> for Conversation {
                 seq,
             }],
             ticket: 0,
-            reply: None,
+            reply: PersistReply::None,
         };
         if let Err(err) = self.core.persister.submit(req) {
             tracing::debug!(

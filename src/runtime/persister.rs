@@ -33,8 +33,18 @@ pub struct PersistRequest {
     pub writes: Vec<Write>,
     /// The requester's number for this request, echoed in [`Persisted`].
     pub ticket: u64,
-    /// Who to tell once the writes are durable (or failed); `None` for fire-and-forget.
-    pub reply: Option<Recipient<Persisted>>,
+    /// Who to tell once the writes are durable (or failed).
+    pub reply: PersistReply,
+}
+
+/// Where the persister reports a request's outcome.
+pub enum PersistReply {
+    /// Nobody waits (read marks).
+    None,
+    /// An actor, as a [`Persisted`] message with the request's ticket.
+    Actor(Recipient<Persisted>),
+    /// A task awaiting the outcome.
+    Channel(tokio::sync::oneshot::Sender<Result<(), AppError>>),
 }
 
 /// The outcome of a [`PersistRequest`].
@@ -253,10 +263,14 @@ fn commit_with_retry(
 }
 
 fn answer(r: PersistRequest, result: Result<(), AppError>) {
-    if let Some(reply) = r.reply {
-        reply.do_send(Persisted {
+    match r.reply {
+        PersistReply::None => {}
+        PersistReply::Actor(reply) => reply.do_send(Persisted {
             ticket: r.ticket,
             result,
-        });
+        }),
+        PersistReply::Channel(tx) => {
+            let _ = tx.send(result);
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! state beyond what it needs to deliver each message once.
 
 use super::conversation::{Attach, Attached, Conversation, Detach, MarkRead, Post, Reply, Typing};
+use super::persister::{PersistReply, PersistRequest};
 use super::router::Open;
 use super::session::{
     check_size, payload_len, Backlog, Drained, RateLimit, Undecoded, CLIENT_TIMEOUT,
@@ -16,10 +17,18 @@ use crate::model::{Author, AuthorKind};
 use crate::protocol::{
     error_frame, parse_frame, validate_message, ServerFrame, VisitorFrame, VISITOR_TYPES,
 };
+use crate::store::messages::Write;
 use actix::prelude::*;
 use actix_web_actors::ws;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+
+/// A random positive id for a new visitor, chosen here so that creating the visitor needs
+/// no round trip for the database to pick one.
+fn new_visitor_id() -> i64 {
+    use rand::Rng;
+    rand::thread_rng().gen_range(1..i64::MAX)
+}
 
 /// Longest channel name accepted in `hello`.
 const MAX_CHANNEL_LEN: usize = 64;
@@ -201,13 +210,24 @@ impl VisitorSession {
                     (id, None)
                 }
                 None => {
+                    // A new identity goes through the persister, so a crowd arriving at
+                    // once is written in a few transactions rather than one each.
                     let token = auth::new_token();
-                    let digest = auth::token_digest(&token);
-                    let id = rt
-                        .core
-                        .store
-                        .call(move |s| s.add_visitor(&digest, now))
-                        .await?;
+                    let id = new_visitor_id();
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    rt.core.persister.submit(PersistRequest {
+                        writes: vec![Write::Visitor {
+                            id,
+                            token_hash: auth::token_digest(&token),
+                            created_at: now,
+                        }],
+                        ticket: 0,
+                        reply: PersistReply::Channel(tx),
+                    })?;
+                    rx.await.map_err(|_| {
+                        AppError::new(ErrorCode::Busy, "the server is shutting down")
+                            .retry_after(1000)
+                    })??;
                     (id, Some(token))
                 }
             };

@@ -1,6 +1,6 @@
 //! Messages and the batched write path the persister commits.
 
-use super::schema::{conversations, messages, operators};
+use super::schema::{conversations, messages, operators, visitors};
 use super::{Store, StoreResult};
 use crate::db_run;
 use crate::model::{Author, AuthorKind, ConversationStatus, MessageKind, MessageView};
@@ -37,6 +37,15 @@ pub struct NewMessage {
 /// One write the persister commits; a batch is a list of them in one transaction.
 #[derive(Debug, Clone)]
 pub enum Write {
+    /// A new visitor identity (its id chosen by the server, so no answer is needed).
+    Visitor {
+        /// Id.
+        id: i64,
+        /// Digest of the visitor's token.
+        token_hash: String,
+        /// Created at, ms.
+        created_at: i64,
+    },
     /// A new message or event.
     Message(NewMessage),
     /// The conversation opened or closed.
@@ -122,8 +131,29 @@ impl Store {
                 e.1 = e.1.max(m.created_at);
             }
         }
+        let new_visitors: Vec<_> = writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Visitor {
+                    id,
+                    token_hash,
+                    created_at,
+                } => Some((
+                    visitors::id.eq(*id),
+                    visitors::token_hash.eq(token_hash.as_str()),
+                    visitors::created_at.eq(*created_at),
+                )),
+                _ => None,
+            })
+            .collect();
         db_run!(self, |conn| {
             conn.transaction::<_, super::StoreError, _>(|conn| {
+                // Visitors first: a conversation in the same batch may refer to one.
+                for chunk in new_visitors.chunks(ROWS_PER_INSERT) {
+                    diesel::insert_into(visitors::table)
+                        .values(chunk.to_vec())
+                        .execute(conn)?;
+                }
                 for chunk in new_messages.chunks(ROWS_PER_INSERT) {
                     let inserted = diesel::insert_into(messages::table)
                         .values(chunk.to_vec())
@@ -152,7 +182,7 @@ impl Store {
                 }
                 for w in writes {
                     match w {
-                        Write::Message(_) => {}
+                        Write::Message(_) | Write::Visitor { .. } => {}
                         Write::Status {
                             conversation_id,
                             status,

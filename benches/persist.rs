@@ -18,6 +18,9 @@
 //! dropped at the end; it is skipped with a notice when no server answers. Each variant
 //! starts from an empty database, so neither measures rows the other left behind.
 //!
+//! `CHARLA_BENCH_CONVERSATIONS=<n>` spreads the messages over `n` conversations instead of
+//! 64, to see how the spread of a batch changes its cost (docs/BENCHMARKS.md).
+//!
 //! Building the messages is not timed; every iteration uses fresh sequence numbers and
 //! client ids (a write silently ignored as a duplicate would flatter the figures), and each
 //! variant checks at the end that every generated message was stored.
@@ -39,7 +42,7 @@ use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use std::time::Duration;
 
-/// Conversations the messages are spread over.
+/// Conversations the messages are spread over (see [`conversation_count`]).
 const CONVERSATIONS: usize = 64;
 /// Messages per iteration of `batched` (one transaction).
 const BATCH_MESSAGES: usize = 1024;
@@ -47,6 +50,19 @@ const BATCH_MESSAGES: usize = 1024;
 const PER_MESSAGE_MESSAGES: usize = 64;
 /// A fixed "now" in ms (2026-11-22), so rows look like the server's.
 const NOW_MS: i64 = 1_795_305_600_000;
+
+/// [`CONVERSATIONS`], or `CHARLA_BENCH_CONVERSATIONS` when set: how far a batch is spread,
+/// which decides how many B-tree pages and `conversations` rows one commit touches.
+fn conversation_count() -> usize {
+    match std::env::var("CHARLA_BENCH_CONVERSATIONS") {
+        Ok(v) => {
+            v.parse().ok().filter(|n| *n > 0).unwrap_or_else(|| {
+                panic!("CHARLA_BENCH_CONVERSATIONS={v:?} is not a positive number")
+            })
+        }
+        Err(_) => CONVERSATIONS,
+    }
+}
 
 /// A migrated store with conversations to write into, and the counters that keep every
 /// generated message unique.
@@ -69,7 +85,7 @@ impl Fixture {
         store
             .migrate()
             .unwrap_or_else(|e| panic!("{label}: migrations failed: {e}"));
-        let conversations: Vec<(i64, i64)> = (0..CONVERSATIONS)
+        let conversations: Vec<(i64, i64)> = (0..conversation_count())
             .map(|i| {
                 let visitor = store
                     .add_visitor(&format!("bench-visitor-{i}"), NOW_MS)
@@ -218,11 +234,17 @@ impl PgDatabases {
     /// Creates `charla_bench_<pid>_<variant>` and returns its URL.
     fn create(&mut self, base: &str, variant: &str) -> String {
         let name = format!("charla_bench_{}_{variant}", std::process::id());
-        self.admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-            ))
-            .unwrap_or_else(|e| panic!("cannot create database {name} on {base}: {e}"));
+        // Two calls: PostgreSQL refuses CREATE/DROP DATABASE inside the implicit
+        // transaction of a multi-statement query. The DROP clears a left-over of a killed
+        // run that had the same process id.
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            self.admin
+                .batch_execute(&sql)
+                .unwrap_or_else(|e| panic!("cannot create database {name} on {base}: {e}"));
+        }
         self.names.push(name.clone());
         format!("{base}/{name}")
     }

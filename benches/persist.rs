@@ -80,8 +80,15 @@ struct Fixture {
 
 impl Fixture {
     fn new(cfg: &Config, label: &str) -> Fixture {
-        let store =
-            Store::open(cfg).unwrap_or_else(|e| panic!("{label}: cannot open the database: {e}"));
+        // As the server opens it: WAL checkpoints on a background thread, not on commit.
+        let store = Store::open_with(cfg, true)
+            .unwrap_or_else(|e| panic!("{label}: cannot open the database: {e}"));
+        store
+            .spawn_checkpointer(
+                std::time::Duration::from_millis(500),
+                std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            )
+            .unwrap_or_else(|e| panic!("{label}: cannot start the checkpointer: {e}"));
         store
             .migrate()
             .unwrap_or_else(|e| panic!("{label}: migrations failed: {e}"));

@@ -12,6 +12,7 @@ use crate::telemetry::{self, Metrics};
 use actix::Actor;
 use actix_web::{dev::ServerHandle, web, App, HttpServer};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,11 +24,20 @@ pub struct Server {
     pub runtime: Runtime,
     handle: ServerHandle,
     done: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop_checkpoints: Arc<AtomicBool>,
 }
+
+/// How often the server checkpoints SQLite's write-ahead log (off the commit path).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// Opens the database and applies its migrations.
 pub fn open_store(cfg: &Config) -> Result<Store, String> {
-    let store = Store::open(cfg).map_err(|e| format!("cannot open the database: {e}"))?;
+    open_store_with(cfg, false)
+}
+
+fn open_store_with(cfg: &Config, background_checkpoints: bool) -> Result<Store, String> {
+    let store = Store::open_with(cfg, background_checkpoints)
+        .map_err(|e| format!("cannot open the database: {e}"))?;
     store.migrate().map_err(|e| e.to_string())?;
     Ok(store)
 }
@@ -42,9 +52,13 @@ pub async fn start_with_clock(cfg: Config, clock: SharedClock) -> Result<Server,
     telemetry::init_logging(&cfg.log);
     let cfg = Arc::new(cfg);
     let open_cfg = cfg.clone();
-    let store = tokio::task::spawn_blocking(move || open_store(&open_cfg))
+    let store = tokio::task::spawn_blocking(move || open_store_with(&open_cfg, true))
         .await
         .map_err(|e| format!("start-up task failed: {e}"))??;
+    let stop_checkpoints = Arc::new(AtomicBool::new(false));
+    store
+        .spawn_checkpointer(CHECKPOINT_EVERY, stop_checkpoints.clone())
+        .map_err(|e| format!("cannot start the checkpointer: {e}"))?;
     let metrics = Arc::new(Metrics::default());
     let persister = Persister::start(
         store.clone(),
@@ -97,6 +111,7 @@ pub async fn start_with_clock(cfg: Config, clock: SharedClock) -> Result<Server,
         runtime,
         handle,
         done,
+        stop_checkpoints,
     })
 }
 
@@ -127,6 +142,7 @@ impl Server {
         let _ = self.done.await;
         let persister = self.runtime.core.persister.clone();
         let _ = tokio::task::spawn_blocking(move || persister.stop()).await;
+        self.stop_checkpoints.store(true, Ordering::Relaxed);
         tracing::info!("stopped; every pending write was committed");
     }
 }

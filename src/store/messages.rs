@@ -1,15 +1,13 @@
 //! Messages and the batched write path the persister commits.
 
 use super::schema::{conversations, messages, operators, visitors};
-use super::{Store, StoreResult};
+use super::{Pool, Store, StoreError, StoreResult};
 use crate::db_run;
 use crate::model::{Author, AuthorKind, ConversationStatus, MessageKind, MessageView};
+use diesel::pg::PgConnection;
 use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
 use std::collections::HashMap;
-
-/// Rows per INSERT statement: well under SQLite's 32,766 bound variables and PostgreSQL's
-/// 65,535 parameters at 8 columns a row.
-const ROWS_PER_INSERT: usize = 1000;
 
 /// A message to insert.
 #[derive(Debug, Clone, Insertable)]
@@ -117,114 +115,206 @@ fn view(row: MessageRow) -> MessageView {
     }
 }
 
-impl Store {
-    /// Commits a batch of writes in one transaction: all of them or none.
-    pub fn commit_batch(&self, writes: &[&Write]) -> StoreResult<()> {
-        let mut new_messages: Vec<&NewMessage> = Vec::with_capacity(writes.len());
-        // Per conversation: highest sequence number and latest time in this batch.
+/// Rows per SQLite INSERT: under its 32,766 bound variables at 8 columns a row.
+const SQLITE_ROWS_PER_INSERT: usize = 1000;
+
+/// A batch sorted by kind of write, ready to apply.
+struct BatchPlan<'a> {
+    visitors: Vec<(i64, &'a str, i64)>,
+    messages: Vec<&'a NewMessage>,
+    /// Per conversation: highest sequence number and latest time in the batch.
+    touched: Vec<(i64, i64, i64)>,
+    others: Vec<&'a Write>,
+}
+
+impl<'a> BatchPlan<'a> {
+    fn new(writes: &[&'a Write]) -> Self {
+        let mut plan = BatchPlan {
+            visitors: Vec::new(),
+            messages: Vec::with_capacity(writes.len()),
+            touched: Vec::new(),
+            others: Vec::new(),
+        };
         let mut touched: HashMap<i64, (i64, i64)> = HashMap::new();
         for w in writes {
-            if let Write::Message(m) = w {
-                new_messages.push(m);
-                let e = touched.entry(m.conversation_id).or_insert((0, 0));
-                e.0 = e.0.max(m.seq);
-                e.1 = e.1.max(m.created_at);
-            }
-        }
-        let new_visitors: Vec<_> = writes
-            .iter()
-            .filter_map(|w| match w {
+            match w {
                 Write::Visitor {
                     id,
                     token_hash,
                     created_at,
-                } => Some((
-                    visitors::id.eq(*id),
-                    visitors::token_hash.eq(token_hash.as_str()),
-                    visitors::created_at.eq(*created_at),
-                )),
-                _ => None,
-            })
+                } => plan.visitors.push((*id, token_hash.as_str(), *created_at)),
+                Write::Message(m) => {
+                    plan.messages.push(m);
+                    let e = touched.entry(m.conversation_id).or_insert((0, 0));
+                    e.0 = e.0.max(m.seq);
+                    e.1 = e.1.max(m.created_at);
+                }
+                Write::Status { .. } | Write::Read { .. } => plan.others.push(w),
+            }
+        }
+        plan.touched = touched
+            .into_iter()
+            .map(|(id, (seq, at))| (id, seq, at))
             .collect();
-        db_run!(self, |conn| {
-            conn.transaction::<_, super::StoreError, _>(|conn| {
-                // Visitors first: a conversation in the same batch may refer to one.
-                for chunk in new_visitors.chunks(ROWS_PER_INSERT) {
-                    diesel::insert_into(visitors::table)
-                        .values(chunk.to_vec())
-                        .execute(conn)?;
+        plan
+    }
+}
+
+/// A retry whose first copy is stored but no longer remembered in memory: the batch is
+/// rolled back so the sender learns the stored sequence number instead of a new one that
+/// was never written.
+fn duplicate_client_id() -> StoreError {
+    StoreError::Conflict("a message with this client id is already stored".into())
+}
+
+/// Status changes and read marks: rare, the same SQL on both backends.
+macro_rules! apply_others {
+    ($conn:expr, $plan:expr) => {
+        for w in &$plan.others {
+            match w {
+                Write::Status {
+                    conversation_id,
+                    status,
+                    at,
+                } => {
+                    let closed_at = match status {
+                        ConversationStatus::Closed => Some(*at),
+                        ConversationStatus::Open => None,
+                    };
+                    diesel::update(conversations::table.find(conversation_id))
+                        .set((
+                            conversations::status.eq(status.as_str()),
+                            conversations::closed_at.eq(closed_at),
+                            conversations::updated_at.eq(at),
+                        ))
+                        .execute($conn)?;
                 }
-                for chunk in new_messages.chunks(ROWS_PER_INSERT) {
-                    let inserted = diesel::insert_into(messages::table)
-                        .values(chunk.to_vec())
-                        .on_conflict_do_nothing()
-                        .execute(conn)?;
-                    if inserted < chunk.len() {
-                        // A retry whose first copy is stored but no longer remembered in
-                        // memory: roll back so the sender learns the stored sequence number
-                        // instead of a new one that was never written.
-                        return Err(super::StoreError::Conflict(
-                            "a message with this client id is already stored".into(),
-                        ));
+                Write::Read {
+                    conversation_id,
+                    by,
+                    seq,
+                } => {
+                    let target = conversations::table.find(conversation_id);
+                    if *by == AuthorKind::Visitor {
+                        diesel::update(target.filter(conversations::visitor_read_seq.lt(seq)))
+                            .set(conversations::visitor_read_seq.eq(seq))
+                            .execute($conn)?;
+                    } else {
+                        diesel::update(target.filter(conversations::operator_read_seq.lt(seq)))
+                            .set(conversations::operator_read_seq.eq(seq))
+                            .execute($conn)?;
                     }
                 }
-                for (id, (seq, at)) in &touched {
-                    diesel::update(
-                        conversations::table
-                            .filter(conversations::id.eq(id))
-                            .filter(conversations::last_seq.lt(seq)),
-                    )
-                    .set((
-                        conversations::last_seq.eq(seq),
-                        conversations::updated_at.eq(at),
-                    ))
-                    .execute(conn)?;
-                }
-                for w in writes {
-                    match w {
-                        Write::Message(_) | Write::Visitor { .. } => {}
-                        Write::Status {
-                            conversation_id,
-                            status,
-                            at,
-                        } => {
-                            let closed_at = match status {
-                                ConversationStatus::Closed => Some(*at),
-                                ConversationStatus::Open => None,
-                            };
-                            diesel::update(conversations::table.find(conversation_id))
-                                .set((
-                                    conversations::status.eq(status.as_str()),
-                                    conversations::closed_at.eq(closed_at),
-                                    conversations::updated_at.eq(at),
-                                ))
-                                .execute(conn)?;
-                        }
-                        Write::Read {
-                            conversation_id,
-                            by,
-                            seq,
-                        } => {
-                            let target = conversations::table.find(conversation_id);
-                            if *by == AuthorKind::Visitor {
-                                diesel::update(
-                                    target.filter(conversations::visitor_read_seq.lt(seq)),
-                                )
-                                .set(conversations::visitor_read_seq.eq(seq))
-                                .execute(conn)?;
-                            } else {
-                                diesel::update(
-                                    target.filter(conversations::operator_read_seq.lt(seq)),
-                                )
-                                .set(conversations::operator_read_seq.eq(seq))
-                                .execute(conn)?;
-                            }
-                        }
-                    }
-                }
-                Ok(())
-            })
-        })
+                Write::Message(_) | Write::Visitor { .. } => {}
+            }
+        }
+    };
+}
+
+/// SQLite: one cached single-row statement per row beats a multi-row INSERT that diesel
+/// prepares anew on every batch; everything runs in-process, so there are no round trips.
+fn commit_sqlite(conn: &mut SqliteConnection, plan: &BatchPlan<'_>) -> StoreResult<()> {
+    for (id, token_hash, created_at) in &plan.visitors {
+        diesel::insert_into(visitors::table)
+            .values((
+                visitors::id.eq(id),
+                visitors::token_hash.eq(token_hash),
+                visitors::created_at.eq(created_at),
+            ))
+            .execute(conn)?;
+    }
+    for chunk in plan.messages.chunks(SQLITE_ROWS_PER_INSERT) {
+        let inserted = diesel::insert_into(messages::table)
+            .values(chunk.to_vec())
+            .on_conflict_do_nothing()
+            .execute(conn)?;
+        if inserted < chunk.len() {
+            return Err(duplicate_client_id());
+        }
+    }
+    for (id, seq, at) in &plan.touched {
+        diesel::update(
+            conversations::table
+                .filter(conversations::id.eq(id))
+                .filter(conversations::last_seq.lt(seq)),
+        )
+        .set((
+            conversations::last_seq.eq(seq),
+            conversations::updated_at.eq(at),
+        ))
+        .execute(conn)?;
+    }
+    apply_others!(conn, plan);
+    Ok(())
+}
+
+/// PostgreSQL: each kind of write is one statement over arrays (`UNNEST`), so a batch
+/// costs a few round trips and the server parses a few parameters, not thousands.
+fn commit_postgres(conn: &mut PgConnection, plan: &BatchPlan<'_>) -> StoreResult<()> {
+    use diesel::sql_types::{Array, BigInt, Nullable, Text};
+    if !plan.visitors.is_empty() {
+        diesel::sql_query(
+            "INSERT INTO visitors (id, token_hash, created_at) \
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[])",
+        )
+        .bind::<Array<BigInt>, _>(plan.visitors.iter().map(|v| v.0).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(plan.visitors.iter().map(|v| v.1).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(plan.visitors.iter().map(|v| v.2).collect::<Vec<_>>())
+        .execute(conn)?;
+    }
+    if !plan.messages.is_empty() {
+        let m = &plan.messages;
+        let inserted = diesel::sql_query(
+            "INSERT INTO messages \
+             (conversation_id, seq, kind, author_kind, author_id, client_id, body, created_at) \
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], \
+             $5::bigint[], $6::text[], $7::text[], $8::bigint[]) ON CONFLICT DO NOTHING",
+        )
+        .bind::<Array<BigInt>, _>(m.iter().map(|m| m.conversation_id).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(m.iter().map(|m| m.seq).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(m.iter().map(|m| m.kind).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(m.iter().map(|m| m.author_kind).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(m.iter().map(|m| m.author_id).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(
+            m.iter().map(|m| m.client_id.as_deref()).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(m.iter().map(|m| m.body.as_str()).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(m.iter().map(|m| m.created_at).collect::<Vec<_>>())
+        .execute(conn)?;
+        if inserted < m.len() {
+            return Err(duplicate_client_id());
+        }
+    }
+    if !plan.touched.is_empty() {
+        let t = &plan.touched;
+        diesel::sql_query(
+            "UPDATE conversations AS c SET last_seq = u.seq, updated_at = u.at \
+             FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) AS u(id, seq, at) \
+             WHERE c.id = u.id AND c.last_seq < u.seq",
+        )
+        .bind::<Array<BigInt>, _>(t.iter().map(|t| t.0).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(t.iter().map(|t| t.1).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(t.iter().map(|t| t.2).collect::<Vec<_>>())
+        .execute(conn)?;
+    }
+    apply_others!(conn, plan);
+    Ok(())
+}
+
+impl Store {
+    /// Commits a batch of writes in one transaction: all of them or none.
+    pub fn commit_batch(&self, writes: &[&Write]) -> StoreResult<()> {
+        let plan = BatchPlan::new(writes);
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                let mut conn = pool.get()?;
+                conn.immediate_transaction(|c| commit_sqlite(c, &plan))
+            }
+            Pool::Postgres(pool) => {
+                let mut conn = pool.get()?;
+                conn.transaction(|c| commit_postgres(c, &plan))
+            }
+        }
     }
 
     /// Messages of a conversation with `after < seq <= upto`, in order, at most `limit`.

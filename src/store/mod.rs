@@ -122,14 +122,18 @@ macro_rules! db_run {
 #[derive(Debug)]
 struct SqlitePragmas {
     synchronous: String,
+    /// Leave WAL checkpoints to [`Store::spawn_checkpointer`] instead of the connection
+    /// that happens to commit when the WAL passes 1000 pages (the persister, usually).
+    background_checkpoints: bool,
 }
 
 impl CustomizeConnection<SqliteConnection, r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), r2d2::Error> {
         conn.batch_execute(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA synchronous = {}; \
-             PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
-            self.synchronous
+             PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {};",
+            self.synchronous,
+            if self.background_checkpoints { 0 } else { 1000 }
         ))
         .map_err(r2d2::Error::QueryError)
     }
@@ -145,6 +149,12 @@ pub struct Store {
 impl Store {
     /// Opens the database the configuration names (creating a SQLite file if needed).
     pub fn open(cfg: &Config) -> StoreResult<Store> {
+        Self::open_with(cfg, false)
+    }
+
+    /// Opens the database for the server: with `background_checkpoints`, SQLite connections
+    /// never checkpoint on commit, and the caller runs [`Store::spawn_checkpointer`].
+    pub fn open_with(cfg: &Config, background_checkpoints: bool) -> StoreResult<Store> {
         let timeout = Duration::from_secs(10);
         let pool = match cfg.database() {
             DatabaseKind::Sqlite(path) => {
@@ -154,6 +164,7 @@ impl Store {
                     .connection_timeout(timeout)
                     .connection_customizer(Box::new(SqlitePragmas {
                         synchronous: cfg.sqlite_synchronous.clone(),
+                        background_checkpoints,
                     }))
                     .build(manager)
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -161,9 +172,12 @@ impl Store {
             }
             DatabaseKind::Postgres(url) => {
                 let manager = ConnectionManager::<PgConnection>::new(url);
+                // No ping on every check-out: a broken connection fails its query, which
+                // the persister retries, and r2d2 then discards it.
                 let pool = r2d2::Pool::builder()
                     .max_size(cfg.db_pool_size)
                     .connection_timeout(timeout)
+                    .test_on_check_out(false)
                     .build(manager)
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
                 Pool::Postgres(pool)
@@ -198,6 +212,36 @@ impl Store {
             conn.batch_execute("SELECT 1")?;
             Ok(())
         })
+    }
+
+    /// For SQLite, starts a thread that copies the write-ahead log into the database file
+    /// every `every`, so commits never wait for a checkpoint; it ends when `stop` is set.
+    /// Does nothing on PostgreSQL.
+    pub fn spawn_checkpointer(
+        &self,
+        every: Duration,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> std::io::Result<()> {
+        let Pool::Sqlite(pool) = &self.pool else {
+            return Ok(());
+        };
+        let pool = pool.clone();
+        std::thread::Builder::new()
+            .name("charla-checkpoint".into())
+            .spawn(move || {
+                use std::sync::atomic::Ordering;
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(every);
+                    let result = pool.get().map_err(StoreError::from).and_then(|mut c| {
+                        c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")
+                            .map_err(StoreError::from)
+                    });
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                }
+            })
+            .map(|_| ())
     }
 
     /// Runs blocking storage work on the blocking thread pool, so actors and handlers

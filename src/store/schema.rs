@@ -46,8 +46,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    messages (id) {
-        id -> BigInt,
+    messages (conversation_id, seq) {
         conversation_id -> BigInt,
         seq -> BigInt,
         kind -> Text,

@@ -40,8 +40,8 @@ CREATE INDEX conversations_visitor ON conversations(visitor_id, id);
 CREATE INDEX conversations_status_updated ON conversations(status, updated_at);
 CREATE INDEX conversations_updated ON conversations(updated_at);
 
+-- A message's natural key is its place in its conversation.
 CREATE TABLE messages (
-    id BIGSERIAL PRIMARY KEY,
     conversation_id BIGINT NOT NULL REFERENCES conversations(id),
     seq BIGINT NOT NULL,
     kind TEXT NOT NULL,
@@ -49,8 +49,8 @@ CREATE TABLE messages (
     author_id BIGINT NOT NULL,
     client_id TEXT,
     body TEXT NOT NULL,
-    created_at BIGINT NOT NULL
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
 );
-CREATE UNIQUE INDEX messages_conversation_seq ON messages(conversation_id, seq);
 CREATE UNIQUE INDEX messages_client_id ON messages(conversation_id, author_kind, author_id, client_id)
     WHERE client_id IS NOT NULL;

@@ -40,10 +40,11 @@ CREATE INDEX conversations_visitor ON conversations(visitor_id, id);
 CREATE INDEX conversations_status_updated ON conversations(status, updated_at);
 CREATE INDEX conversations_updated ON conversations(updated_at);
 
--- A message's natural key is its place in its conversation; the table is clustered on it
--- (WITHOUT ROWID), so a conversation's history is contiguous and an insert touches one
--- b-tree plus the client-id index.
+-- A message's key is its place in its conversation. The rows themselves go in rowid order
+-- (append-only, so a batch spread over many conversations dirties few table pages); the
+-- (conversation_id, seq) index serves history and replay.
 CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
     conversation_id BIGINT NOT NULL REFERENCES conversations(id),
     seq BIGINT NOT NULL,
     kind TEXT NOT NULL,
@@ -51,8 +52,8 @@ CREATE TABLE messages (
     author_id BIGINT NOT NULL,
     client_id TEXT,
     body TEXT NOT NULL,
-    created_at BIGINT NOT NULL,
-    PRIMARY KEY (conversation_id, seq)
-) WITHOUT ROWID;
+    created_at BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX messages_conversation_seq ON messages(conversation_id, seq);
 CREATE UNIQUE INDEX messages_client_id ON messages(conversation_id, author_kind, author_id, client_id)
     WHERE client_id IS NOT NULL;

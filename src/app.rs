@@ -90,6 +90,13 @@ pub async fn start_with_clock(cfg: Config, clock: SharedClock) -> Result<Server,
             .app_data(data.clone())
             .configure(move |c| crate::http::routes(c, &static_dir))
     })
+    // Small frames must leave at once: without TCP_NODELAY, Nagle's algorithm holds an ack
+    // back until the client's delayed ACK (up to 40 ms) whenever two frames follow closely.
+    .on_connect(|conn, _ext| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
     .workers(threads)
     .backlog(4096)
     .max_connections(100_000)

@@ -18,6 +18,9 @@ scenarios:
   burst         N visitors connect at once; time-to-welcome and time-to-first-ack
   slow          V visitors, a share of which stop reading their socket; one operator
                 writes to every conversation; shows how the server copes (RSS over time)
+  echo          V visitors keep --window messages in flight and count acks: against
+                Charla (durable messages) or, with --against echo, a bare websocket echo
+                on the same stack (actix-web-actors), the transport's ceiling
 
 server (one of):
   --url URL                 server base URL (default http://127.0.0.1:8080); the
@@ -100,6 +103,8 @@ pub enum Scenario {
     Burst,
     /// Slow readers.
     Slow,
+    /// Acks per second against Charla or a bare echo server (the ceiling).
+    Echo,
 }
 
 impl Scenario {
@@ -110,6 +115,7 @@ impl Scenario {
             Scenario::Chat => "chat",
             Scenario::Burst => "burst",
             Scenario::Slow => "slow",
+            Scenario::Echo => "echo",
         }
     }
 
@@ -126,6 +132,7 @@ impl Scenario {
                 "--operator-password",
             ],
             Scenario::Burst => &["--visitors"],
+            Scenario::Echo => &["--visitors", "--window", "--against"],
             Scenario::Slow => &[
                 "--visitors",
                 "--slow-share",
@@ -173,6 +180,8 @@ pub struct Options {
     pub per_process: Option<usize>,
     /// Share of slow visitors.
     pub slow_share: f64,
+    /// `echo`: run against the bare echo server instead of Charla.
+    pub against_echo: bool,
     /// Operator messages per second per conversation (slow).
     pub per_conversation_rate: f64,
     /// Body size of the slow scenario's operator messages.
@@ -192,6 +201,8 @@ pub enum Command {
     Run(Box<Options>),
     /// Hidden: run the server (used by `--spawn`).
     Serve,
+    /// Hidden: run the bare websocket echo server (used by `echo --against echo`).
+    Echo,
     /// Hidden: add an operator to the configured database; the password comes on stdin.
     AddOperator {
         /// E-mail.
@@ -232,6 +243,8 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         "chat" => Scenario::Chat,
         "burst" => Scenario::Burst,
         "slow" => Scenario::Slow,
+        "echo" => Scenario::Echo,
+        "__echo" => return Ok(Command::Echo),
         "__serve" => {
             return match rest.first() {
                 None => Ok(Command::Serve),
@@ -260,6 +273,7 @@ fn parse_options(scenario: Scenario, args: &[String]) -> Result<Options, UsageEr
             Scenario::Connections | Scenario::Burst => 1000,
             Scenario::Chat => 100,
             Scenario::Slow => 200,
+            Scenario::Echo => 100,
         },
         operators: 4,
         rate: None,
@@ -268,6 +282,7 @@ fn parse_options(scenario: Scenario, args: &[String]) -> Result<Options, UsageEr
         concurrency: 256,
         per_process: None,
         slow_share: 0.2,
+        against_echo: false,
         per_conversation_rate: 50.0,
         body_bytes: 1024,
         operator_email: None,
@@ -306,6 +321,17 @@ fn parse_options(scenario: Scenario, args: &[String]) -> Result<Options, UsageEr
                     "--operators" => o.operators = count(flag, value)?,
                     "--rate" => o.rate = Some(positive(flag, value)?),
                     "--window" => o.window = count(flag, value)?,
+                    "--against" => {
+                        o.against_echo = match value.as_str() {
+                            "charla" => false,
+                            "echo" => true,
+                            other => {
+                                return Err(UsageError(format!(
+                                    "--against takes charla or echo, not {other}"
+                                )))
+                            }
+                        }
+                    }
                     "--hold" => o.hold = Some(non_negative(flag, value)?),
                     "--concurrency" => o.concurrency = count(flag, value)?,
                     "--per-process" => o.per_process = Some(count(flag, value)?),

@@ -1,11 +1,12 @@
 //! `charla-load`: the load harness of the Charla chat server. This file parses the command
 //! line and dispatches to a scenario or to one of the hidden subcommands the harness runs
-//! when it re-executes itself (`__serve`, `__add-operator`, `__connections-worker`).
+//! when it re-executes itself (`__serve`, `__echo`, `__add-operator`, `__connections-worker`).
 //!
 //! Run `cargo run --release -p charla-load -- --help` for the scenarios and options.
 
 mod args;
 mod client;
+mod echo_server;
 mod net;
 mod procfs;
 mod report;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => finish(server::serve()),
+        Command::Echo => finish(echo_server::serve()),
         Command::AddOperator { email, name, admin } => {
             finish(server::add_operator(&email, &name, admin))
         }

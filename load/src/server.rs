@@ -64,7 +64,12 @@ impl Target {
                 spawned: None,
             });
         }
-        let spawned = Spawned::start(opts.database.as_deref(), needs_operator).await?;
+        let subcommand = if opts.scenario == crate::args::Scenario::Echo && opts.against_echo {
+            "__echo"
+        } else {
+            "__serve"
+        };
+        let spawned = Spawned::start(subcommand, opts.database.as_deref(), needs_operator).await?;
         let ep = Endpoint::resolve(&format!("http://127.0.0.1:{}", spawned.port)).await?;
         Ok(Target {
             ep,
@@ -116,7 +121,12 @@ struct Spawned {
 }
 
 impl Spawned {
-    async fn start(database: Option<&str>, needs_operator: bool) -> Result<Spawned, String> {
+    /// Starts `subcommand` of this binary: `__serve` (Charla) or `__echo` (the bare echo).
+    async fn start(
+        subcommand: &str,
+        database: Option<&str>,
+        needs_operator: bool,
+    ) -> Result<Spawned, String> {
         let dir = tempfile::Builder::new()
             .prefix("charla-load-")
             .tempdir()
@@ -141,7 +151,7 @@ impl Spawned {
             None
         };
         let child = Command::new(&exe)
-            .arg("__serve")
+            .arg(subcommand)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .current_dir(dir.path())
             .stdin(Stdio::null())
@@ -277,7 +287,8 @@ pub fn serve() -> Result<(), String> {
     })
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT.
+pub async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {

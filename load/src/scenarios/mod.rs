@@ -5,6 +5,7 @@
 pub mod burst;
 pub mod chat;
 pub mod connections;
+pub mod echo;
 pub mod slow;
 
 use crate::args::{Options, Scenario};
@@ -24,6 +25,7 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
         Scenario::Chat => chat::run(opts, &target).await,
         Scenario::Burst => burst::run(opts, &target).await,
         Scenario::Slow => slow::run(opts, &target).await,
+        Scenario::Echo => echo::run(opts, &target).await,
     };
     let crashed = target.crashed();
     let spawned = opts.spawn;

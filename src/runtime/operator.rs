@@ -4,8 +4,8 @@
 
 use super::conversation::{MarkRead, Post, Reply, SetStatus, Typing};
 use super::session::{
-    check_size, payload_len, Backlog, Drained, RateLimit, Undecoded, CLIENT_TIMEOUT,
-    HEARTBEAT_INTERVAL,
+    check_size, close_with, handle_input, Backlog, Drained, RateLimit, Undecoded, WsSession,
+    CLIENT_TIMEOUT, HEARTBEAT_INTERVAL,
 };
 use super::{Outbound, Runtime, Shutdown};
 use crate::auth;
@@ -220,11 +220,7 @@ impl OperatorSession {
     fn end_login(&mut self, ctx: &mut ws::WebsocketContext<Self>, why: &str) {
         self.send_error(ctx, &AppError::unauthorized(why), None);
         self.rt.core.hub.leave_operators(self.id);
-        ctx.close(Some(ws::CloseReason {
-            code: ws::CloseCode::Policy,
-            description: Some("login ended".into()),
-        }));
-        ctx.stop();
+        close_with(ctx, ws::CloseCode::Policy, "login ended");
     }
 
     /// Re-reads the login: a logout, an expiry or a changed permission reaches open sockets
@@ -387,52 +383,32 @@ impl Handler<Shutdown> for OperatorSession {
     type Result = ();
 
     fn handle(&mut self, _msg: Shutdown, ctx: &mut Self::Context) {
-        ctx.close(Some(ws::CloseReason {
-            code: ws::CloseCode::Away,
-            description: Some("server shutting down".into()),
-        }));
-        ctx.stop();
+        close_with(ctx, ws::CloseCode::Away, "server shutting down");
     }
 }
 
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for OperatorSession {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        handle_input(self, item, ctx);
+    }
+}
+
+impl WsSession for OperatorSession {
+    fn heard(&mut self, payload_len: usize) {
         self.last_heard = Instant::now();
-        if let Ok(msg) = &item {
-            self.undecoded.handled(payload_len(msg));
-        }
-        match item {
-            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
-            Ok(ws::Message::Binary(_)) => self.send_error(
-                ctx,
-                &AppError::new(
-                    ErrorCode::BadJson,
-                    "binary frames are not accepted; send JSON text",
-                ),
-                None,
-            ),
-            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
-            Ok(ws::Message::Continuation(_)) => self.send_error(
-                ctx,
-                &AppError::bad_request("fragmented frames are not accepted; send each frame whole"),
-                None,
-            ),
-            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
-            Ok(ws::Message::Close(_)) => ctx.stop(),
-            Err(ws::ProtocolError::Overflow) => {
-                ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::Size,
-                    description: Some("frame too large".into()),
-                }));
-                ctx.stop();
-            }
-            Err(_) => {
-                ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::Protocol,
-                    description: Some("websocket protocol error".into()),
-                }));
-                ctx.stop();
-            }
-        }
+        self.undecoded.handled(payload_len);
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        OperatorSession::on_text(self, text, ctx);
+    }
+
+    fn send_error(
+        &self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        err: &AppError,
+        client_id: Option<&str>,
+    ) {
+        OperatorSession::send_error(self, ctx, err, client_id);
     }
 }

@@ -235,6 +235,71 @@ pub fn check_size(len: usize, max: usize) -> Result<(), AppError> {
     }
 }
 
+/// What both session actors provide to the shared transport handling below.
+pub trait WsSession: actix::Actor<Context = actix_web_actors::ws::WebsocketContext<Self>> {
+    /// Something arrived: the client is alive, and `payload_len` input bytes are handled.
+    fn heard(&mut self, payload_len: usize);
+    /// A text frame.
+    fn on_text(&mut self, text: &str, ctx: &mut actix_web_actors::ws::WebsocketContext<Self>);
+    /// Sends an error frame.
+    fn send_error(
+        &self,
+        ctx: &mut actix_web_actors::ws::WebsocketContext<Self>,
+        err: &AppError,
+        client_id: Option<&str>,
+    );
+}
+
+/// Closes a socket with a code and reason, and stops its session.
+pub fn close_with<A>(
+    ctx: &mut actix_web_actors::ws::WebsocketContext<A>,
+    code: actix_web_actors::ws::CloseCode,
+    why: &str,
+) where
+    A: actix::Actor<Context = actix_web_actors::ws::WebsocketContext<A>>,
+{
+    use actix::ActorContext;
+    ctx.close(Some(actix_web_actors::ws::CloseReason {
+        code,
+        description: Some(why.into()),
+    }));
+    ctx.stop();
+}
+
+/// Handles one item of a session's input: text goes to the session; binary and fragmented
+/// frames get an error; pings are answered; a close, an oversized frame (1009) or a
+/// protocol error (1002) end the session.
+pub fn handle_input<A: WsSession>(
+    act: &mut A,
+    item: Result<actix_web_actors::ws::Message, actix_web_actors::ws::ProtocolError>,
+    ctx: &mut actix_web_actors::ws::WebsocketContext<A>,
+) {
+    use actix::ActorContext;
+    use actix_web_actors::ws::{CloseCode, Message, ProtocolError};
+    act.heard(item.as_ref().map_or(0, payload_len));
+    match item {
+        Ok(Message::Text(text)) => act.on_text(&text, ctx),
+        Ok(Message::Binary(_)) => act.send_error(
+            ctx,
+            &AppError::new(
+                ErrorCode::BadJson,
+                "binary frames are not accepted; send JSON text",
+            ),
+            None,
+        ),
+        Ok(Message::Continuation(_)) => act.send_error(
+            ctx,
+            &AppError::bad_request("fragmented frames are not accepted; send each frame whole"),
+            None,
+        ),
+        Ok(Message::Ping(p)) => ctx.pong(&p),
+        Ok(Message::Pong(_)) | Ok(Message::Nop) => {}
+        Ok(Message::Close(_)) => ctx.stop(),
+        Err(ProtocolError::Overflow) => close_with(ctx, CloseCode::Size, "frame too large"),
+        Err(_) => close_with(ctx, CloseCode::Protocol, "websocket protocol error"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,8 +7,8 @@ use super::conversation::{Attach, Attached, Conversation, Detach, MarkRead, Post
 use super::persister::{PersistReply, PersistRequest};
 use super::router::Open;
 use super::session::{
-    check_size, payload_len, Backlog, Drained, RateLimit, Undecoded, CLIENT_TIMEOUT,
-    HEARTBEAT_INTERVAL,
+    check_size, close_with, handle_input, Backlog, Drained, RateLimit, Undecoded, WsSession,
+    CLIENT_TIMEOUT, HEARTBEAT_INTERVAL,
 };
 use super::{Outbound, Runtime, Shutdown};
 use crate::auth;
@@ -431,64 +431,43 @@ pub fn shed_slow_client<A>(ctx: &mut ws::WebsocketContext<A>)
 where
     A: Actor<Context = ws::WebsocketContext<A>>,
 {
-    ctx.close(Some(ws::CloseReason {
-        code: ws::CloseCode::Policy,
-        description: Some("too slow: the client is not reading its frames".into()),
-    }));
-    ctx.stop();
+    close_with(
+        ctx,
+        ws::CloseCode::Policy,
+        "too slow: the client is not reading its frames",
+    );
 }
 
 impl Handler<Shutdown> for VisitorSession {
     type Result = ();
 
     fn handle(&mut self, _msg: Shutdown, ctx: &mut Self::Context) {
-        ctx.close(Some(ws::CloseReason {
-            code: ws::CloseCode::Away,
-            description: Some("server shutting down".into()),
-        }));
-        ctx.stop();
+        close_with(ctx, ws::CloseCode::Away, "server shutting down");
     }
 }
 
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for VisitorSession {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        handle_input(self, item, ctx);
+    }
+}
+
+impl WsSession for VisitorSession {
+    fn heard(&mut self, payload_len: usize) {
         self.last_heard = Instant::now();
-        if let Ok(msg) = &item {
-            self.undecoded.handled(payload_len(msg));
-        }
-        match item {
-            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
-            Ok(ws::Message::Binary(_)) => self.send_error(
-                ctx,
-                &AppError::new(
-                    ErrorCode::BadJson,
-                    "binary frames are not accepted; send JSON text",
-                ),
-                None,
-            ),
-            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
-            Ok(ws::Message::Pong(_)) => {}
-            Ok(ws::Message::Close(_)) => ctx.stop(),
-            Ok(ws::Message::Continuation(_)) => self.send_error(
-                ctx,
-                &AppError::bad_request("fragmented frames are not accepted; send each frame whole"),
-                None,
-            ),
-            Ok(ws::Message::Nop) => {}
-            Err(ws::ProtocolError::Overflow) => {
-                ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::Size,
-                    description: Some("frame too large".into()),
-                }));
-                ctx.stop();
-            }
-            Err(_) => {
-                ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::Protocol,
-                    description: Some("websocket protocol error".into()),
-                }));
-                ctx.stop();
-            }
-        }
+        self.undecoded.handled(payload_len);
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        VisitorSession::on_text(self, text, ctx);
+    }
+
+    fn send_error(
+        &self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        err: &AppError,
+        client_id: Option<&str>,
+    ) {
+        VisitorSession::send_error(self, ctx, err, client_id);
     }
 }

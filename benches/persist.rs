@@ -98,7 +98,7 @@ impl Fixture {
                     .add_visitor(&format!("bench-visitor-{i}"), NOW_MS)
                     .unwrap_or_else(|e| panic!("{label}: cannot add a visitor: {e}"));
                 let conversation = store
-                    .add_conversation(visitor, "web", NOW_MS)
+                    .add_conversation(visitor, "web", None, NOW_MS)
                     .unwrap_or_else(|e| panic!("{label}: cannot add a conversation: {e}"));
                 (conversation.id, visitor)
             })
@@ -133,6 +133,7 @@ impl Fixture {
                     "Hello, I have a question about my order number {seq}, can someone help?"
                 ),
                 created_at: NOW_MS + seq,
+                meta: None,
             }));
         }
         out

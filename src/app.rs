@@ -5,7 +5,7 @@
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::runtime::persister::{BatchLimits, Persister};
-use crate::runtime::router::Router;
+use crate::runtime::router::{Router, RoutingState};
 use crate::runtime::{hub::Hub, Core, Runtime};
 use crate::store::Store;
 use crate::telemetry::{self, Metrics};
@@ -71,6 +71,11 @@ pub async fn start_with_clock(cfg: Config, clock: SharedClock) -> Result<Server,
     )
     .map_err(|e| format!("cannot start the persister: {e}"))?;
     let threads = worker_count(&cfg);
+    let state_store = store.clone();
+    let routing = tokio::task::spawn_blocking(move || RoutingState::load(&state_store))
+        .await
+        .map_err(|e| format!("start-up task failed: {e}"))?
+        .map_err(|e| format!("cannot read the routing state: {e}"))?;
     let core = Arc::new(Core {
         config: cfg.clone(),
         store,
@@ -80,7 +85,7 @@ pub async fn start_with_clock(cfg: Config, clock: SharedClock) -> Result<Server,
         registry: Default::default(),
         hub: Hub::default(),
     });
-    let router = Router::new(core.clone(), threads).start();
+    let router = Router::new(core.clone(), threads, routing).start();
     let runtime = Runtime { core, router };
     let data = web::Data::new(runtime.clone());
     let static_dir = cfg.static_dir.clone();

@@ -27,6 +27,9 @@ pub enum ErrorCode {
     NotFound,
     /// The conversation is closed; an operator must reopen it first.
     ConversationClosed,
+    /// The conversation is assigned to another operator: only its responsible operator
+    /// writes in it (OC14, OC15).
+    NotAssigned,
     /// Too many frames too fast; slow down.
     RateLimited,
     /// The server is saturated; retry the same frame (same client id) after `retry_after_ms`.
@@ -51,6 +54,7 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::ConversationClosed,
+        ErrorCode::NotAssigned,
         ErrorCode::RateLimited,
         ErrorCode::Busy,
         ErrorCode::StorageUnavailable,
@@ -70,6 +74,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::ConversationClosed => "conversation_closed",
+            ErrorCode::NotAssigned => "not_assigned",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Busy => "busy",
             ErrorCode::StorageUnavailable => "storage_unavailable",
@@ -87,7 +92,7 @@ impl ErrorCode {
             ErrorCode::HelloRequired => StatusCode::BAD_REQUEST,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden | ErrorCode::NotAssigned => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::ConversationClosed | ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,

@@ -69,8 +69,11 @@ impl AuthorKind {
 pub enum MessageKind {
     /// Text written by a visitor or an operator.
     Text,
-    /// An event: its body names it (`opened`, `closed`, `reopened`).
+    /// An event: its body names it (`opened`, `closed`, `reopened`, `assigned`, ...).
     Event,
+    /// An operators-only note inside a visitor conversation; never shown to the visitor
+    /// (XB15: mentions colleagues from inside a conversation).
+    Note,
 }
 
 impl MessageKind {
@@ -79,17 +82,69 @@ impl MessageKind {
         match self {
             MessageKind::Text => "text",
             MessageKind::Event => "event",
+            MessageKind::Note => "note",
         }
     }
 
     /// Reads a stored value.
     pub fn parse(s: &str) -> Self {
-        if s == "event" {
-            MessageKind::Event
-        } else {
-            MessageKind::Text
+        match s {
+            "event" => MessageKind::Event,
+            "note" => MessageKind::Note,
+            _ => MessageKind::Text,
         }
     }
+
+    /// Whether the visitor of the conversation may see it.
+    pub fn visible_to_visitor(self) -> bool {
+        self != MessageKind::Note
+    }
+}
+
+/// Who talks in a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationKind {
+    /// A visitor and the operators who answer them.
+    Visitor,
+    /// An internal chat between two operators (OC21).
+    Direct,
+    /// An internal chat of a team's members (XB15).
+    Team,
+}
+
+impl ConversationKind {
+    /// The value stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationKind::Visitor => "visitor",
+            ConversationKind::Direct => "direct",
+            ConversationKind::Team => "team",
+        }
+    }
+
+    /// Reads a stored value.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "direct" => ConversationKind::Direct,
+            "team" => ConversationKind::Team,
+            _ => ConversationKind::Visitor,
+        }
+    }
+
+    /// Internal chats have members instead of a visitor and an assignee.
+    pub fn is_internal(self) -> bool {
+        self != ConversationKind::Visitor
+    }
+}
+
+/// A person named in a header: an operator (assignee) or a contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Named {
+    /// Id.
+    pub id: i64,
+    /// Display name.
+    pub name: String,
 }
 
 /// The author as clients see it.
@@ -152,6 +207,10 @@ pub struct MessageView {
     pub client_id: Option<String>,
     /// When the server accepted it, in ms since the epoch.
     pub created_at: i64,
+    /// Details: the quoted message of a reply (`reply_to`), an event's subject (`to`,
+    /// `from`), mentions of a note (`mentions`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub meta: Option<serde_json::Value>,
 }
 
 /// A conversation's header, as in lists and `conversation` frames.
@@ -161,6 +220,8 @@ pub struct ConversationView {
     pub id: i64,
     /// The human-readable number shown at the top of the widget and in e-mails (CF11).
     pub number: i64,
+    /// With a visitor, or internal between operators.
+    pub kind: ConversationKind,
     /// Open or closed.
     pub status: ConversationStatus,
     /// The channel it came through (`web` for the widget).
@@ -171,6 +232,22 @@ pub struct ConversationView {
     pub visitor_read_seq: i64,
     /// Up to which sequence number an operator has read.
     pub operator_read_seq: i64,
+    /// Up to which sequence number the visitor's widget has received (OC15 `delivered`).
+    pub visitor_delivered_seq: i64,
+    /// The responsible operator; `None` while unassigned (OC8).
+    pub assignee: Option<Named>,
+    /// The team the conversation is routed to.
+    pub team_id: Option<i64>,
+    /// The CRM contact the conversation is linked to (OC11).
+    pub contact: Option<Named>,
+    /// Waiting in the queue for an operator (XB13).
+    pub queued: bool,
+    /// Team chats: the team's name.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub title: Option<String>,
+    /// Internal chats: the operators taking part.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub members: Vec<Named>,
     /// When it was opened, in ms since the epoch.
     pub created_at: i64,
     /// When it last changed, in ms since the epoch.

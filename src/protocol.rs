@@ -41,6 +41,9 @@ pub enum VisitorFrame {
         client_id: String,
         /// The text.
         body: String,
+        /// The sequence number of the message this one answers (OC10).
+        #[serde(default)]
+        reply_to: Option<i64>,
     },
     /// The visitor started or stopped typing.
     Typing {
@@ -64,8 +67,11 @@ pub enum OperatorFrame {
     Auth {
         /// Token.
         token: String,
+        /// Where a reconnecting console left off (XB14).
+        #[serde(default)]
+        resume: Option<Resume>,
     },
-    /// A reply in a conversation.
+    /// A reply in a conversation, or a note only operators see.
     Message {
         /// Conversation.
         conversation_id: i64,
@@ -73,6 +79,49 @@ pub enum OperatorFrame {
         client_id: String,
         /// The text.
         body: String,
+        /// The sequence number of the message this one answers (OC10).
+        #[serde(default)]
+        reply_to: Option<i64>,
+        /// `note` for an operators-only note in a visitor conversation; `text` otherwise.
+        #[serde(default)]
+        kind: Option<String>,
+        /// Operators a note mentions, who get a notification (XB15).
+        #[serde(default)]
+        mentions: Option<Vec<i64>>,
+    },
+    /// Hands a conversation to another operator, or back to the queue (OC8).
+    Assign {
+        /// Conversation.
+        conversation_id: i64,
+        /// Idempotency key for the `assigned` event.
+        client_id: String,
+        /// The new responsible operator; `null` sends it back to the queue.
+        operator_id: Option<i64>,
+        /// Why, for the audit trail (XB12).
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Takes an unassigned conversation.
+    Take {
+        /// Conversation.
+        conversation_id: i64,
+        /// Idempotency key for the `assigned` event.
+        client_id: String,
+    },
+    /// Saves what the operator is typing (XB3); an empty body deletes the draft.
+    Draft {
+        /// Conversation.
+        conversation_id: i64,
+        /// The text so far.
+        body: String,
+        /// The message being answered.
+        #[serde(default)]
+        reply_to: Option<i64>,
+    },
+    /// Whether the operator takes new conversations now.
+    Availability {
+        /// Takes new conversations.
+        available: bool,
     },
     /// Typing indicator in a conversation.
     Typing {
@@ -106,6 +155,17 @@ pub enum OperatorFrame {
     Ping {},
 }
 
+/// Where a console left off: the epoch and last event id of the `ready` and frames it
+/// received.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resume {
+    /// The server's epoch from the last `ready`.
+    pub epoch: String,
+    /// The last `eid` received.
+    pub last_eid: u64,
+}
+
 /// Frames the server sends, to visitors and operators alike.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -126,6 +186,10 @@ pub enum ServerFrame<'a> {
         v: u32,
         /// Who is logged in.
         operator: &'a crate::store::operators::Operator,
+        /// The event-id epoch of this server process.
+        epoch: &'a str,
+        /// The missed events follow (`true`), or the console must reload (`false`).
+        resumed: bool,
     },
     /// A conversation was opened or changed status.
     Conversation {
@@ -155,6 +219,9 @@ pub enum ServerFrame<'a> {
         conversation_id: i64,
         /// `visitor` or `operator`.
         from: &'a str,
+        /// The operator's name, when an operator types.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<&'a str>,
         /// Typing now.
         on: bool,
     },
@@ -164,8 +231,35 @@ pub enum ServerFrame<'a> {
         conversation_id: i64,
         /// `visitor` or `operator`.
         by: &'a str,
+        /// In an internal chat, which member.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        operator_id: Option<i64>,
         /// Sequence number.
         seq: i64,
+    },
+    /// The visitor's widget has received messages up to `seq` (OC15).
+    Delivered {
+        /// Conversation.
+        conversation_id: i64,
+        /// Sequence number.
+        seq: i64,
+    },
+    /// The visitor's place in the waiting queue, from 1; `null` once an operator has it
+    /// (XB13).
+    Queue {
+        /// Conversation.
+        conversation_id: i64,
+        /// Place in the queue.
+        position: Option<usize>,
+    },
+    /// The operator's draft changed on another device (XB3).
+    Draft {
+        /// Conversation.
+        conversation_id: i64,
+        /// The text; empty when the draft was sent or cleared.
+        body: &'a str,
+        /// The message being answered.
+        reply_to: Option<i64>,
     },
     /// Answer to `ping`.
     Pong {},
@@ -247,8 +341,23 @@ pub fn parse_frame<T: serde::de::DeserializeOwned>(
 pub const VISITOR_TYPES: &[&str] = &["hello", "message", "typing", "read", "ping"];
 /// Frame types an operator may send.
 pub const OPERATOR_TYPES: &[&str] = &[
-    "auth", "message", "typing", "read", "close", "reopen", "ping",
+    "auth",
+    "message",
+    "typing",
+    "read",
+    "close",
+    "reopen",
+    "assign",
+    "take",
+    "draft",
+    "availability",
+    "ping",
 ];
+
+/// Most operators one note may mention.
+pub const MAX_MENTIONS: usize = 20;
+/// Longest reason of an assignment, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
 
 /// Checks a client id against the limits.
 pub fn validate_client_id(client_id: &str) -> Result<(), AppError> {

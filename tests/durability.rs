@@ -309,7 +309,7 @@ async fn a_stalled_database_slows_senders_and_loses_nothing(db: TestDb) {
     }
     let store = srv.runtime().core.store.clone();
     let stored = store
-        .call(move |s| s.messages_between(cid, 0, i64::MAX, 1000))
+        .call(move |s| s.messages_between(cid, 0, i64::MAX, 1000, false))
         .await
         .expect("history");
     let mut ids: Vec<String> = stored.iter().filter_map(|m| m.client_id.clone()).collect();

@@ -94,11 +94,12 @@ async fn the_permission_matrix_holds_over_http_and_websocket(db: TestDb) {
     let (admin, _) = srv.operator("admin@example.com", true).await;
     let (chatter, _) = srv.operator("chat@example.com", false).await;
     let (muted, muted_id) = srv.operator("muted@example.com", false).await;
+    // Out of every group, so no group gives the chat permission (OC1).
     let (status, _) = srv
         .patch(
             &format!("/api/operators/{muted_id}"),
             Some(&admin),
-            json!({"can_chat": false}),
+            json!({"groups": []}),
         )
         .await;
     assert_eq!(status, 200);
@@ -125,13 +126,15 @@ async fn the_permission_matrix_holds_over_http_and_websocket(db: TestDb) {
             .patch(
                 &format!("/api/operators/{muted_id}"),
                 Some(token),
-                json!({"can_chat": true}),
+                json!({"groups": [1]}),
             )
             .await;
         assert_eq!(status, 403);
-        let (status, _) = srv.get("/api/operators", Some(token)).await;
-        assert_eq!(status, 403);
     }
+    // The operator list serves the reassignment dialog: chat operators see it, an operator
+    // without the chat permission does not.
+    assert_eq!(srv.get("/api/operators", Some(&chatter)).await.0, 200);
+    assert_eq!(srv.get("/api/operators", Some(&muted)).await.0, 403);
     let (status, created) = srv
         .post(
             "/api/operators",
@@ -190,7 +193,14 @@ async fn the_permission_matrix_holds_over_http_and_websocket(db: TestDb) {
         let (status, _) = srv.get(&path, Some(&muted)).await;
         assert_eq!(status, 403, "{path}");
     }
+    // Each in a conversation of their own: answering takes it, and only the responsible
+    // operator writes (the ownership matrix is in tests/routing.rs).
+    let mut own = Vec::new();
     for (who, token) in [("admin", &admin), ("chatter", &chatter)] {
+        let (mut v, _) = srv.new_visitor().await;
+        let cid = v.say("v1", "hello").await["conversation_id"]
+            .as_i64()
+            .expect("id");
         for (path, body) in actions(cid, who) {
             let (status, body) = srv.post(&path, Some(token), body).await;
             assert_eq!(status, 200, "{who} {path}: {body}");
@@ -199,7 +209,9 @@ async fn the_permission_matrix_holds_over_http_and_websocket(db: TestDb) {
             .get(&format!("/api/conversations/{cid}"), Some(token))
             .await;
         assert_eq!(status, 200);
+        own.push(cid);
     }
+    let chatter_cid = own[1];
     // ...and over the websocket, where it also receives nothing of the live feed.
     let mut ws = srv.operator_ws(&muted).await;
     v.say("v2", "not for the muted operator").await;
@@ -220,20 +232,22 @@ async fn the_permission_matrix_holds_over_http_and_websocket(db: TestDb) {
         .await;
     assert_eq!(ws.next_of("error").await["code"], "forbidden");
     let mut ws = srv.operator_ws(&chatter).await;
-    ws.send(json!({"type": "message", "conversation_id": cid, "client_id": "w2", "body": "yes"}))
+    ws.send(json!({"type": "message", "conversation_id": chatter_cid, "client_id": "w2", "body": "yes"}))
         .await;
     assert_eq!(ws.next_of_any(&["ack", "error"]).await["type"], "ack");
 
-    // An administrator without the flag still may chat (OC1).
+    // An administrator in no group still may chat (OC1).
     let (status, me) = srv.get("/api/me", Some(&admin)).await;
     assert_eq!(status, 200);
     let admin_id = me["id"].as_i64().expect("id");
-    srv.patch(
-        &format!("/api/operators/{admin_id}"),
-        Some(&admin),
-        json!({"can_chat": false}),
-    )
-    .await;
+    let (status, me) = srv
+        .patch(
+            &format!("/api/operators/{admin_id}"),
+            Some(&admin),
+            json!({"groups": []}),
+        )
+        .await;
+    assert_eq!((status, &me["can_chat"]), (200, &json!(false)));
     let (status, _) = srv.get("/api/conversations", Some(&admin)).await;
     assert_eq!(status, 200);
     // The refused actions stored nothing.
@@ -276,13 +290,13 @@ async fn an_operator_handles_a_conversation_end_to_end(db: TestDb) {
         .expect("listed")
         .clone();
     assert_eq!(row["unread"], 1);
-    assert_eq!(row["last_message"], "Where is my order?");
+    assert_eq!(row["last_message"]["body"], "Where is my order?");
     assert_eq!(row["status"], "open");
 
     op.send(json!({"type": "message", "conversation_id": cid, "client_id": "o1", "body": "Let me check"})).await;
     let ack = op.next_of("ack").await;
     assert_eq!(ack["client_id"], "o1");
-    let m = v.next_of("message").await;
+    let m = v.next_text().await;
     assert_eq!(m["body"], "Let me check");
     assert_eq!(m["author"]["kind"], "operator");
     assert_eq!(m["author"]["name"], "Op");
@@ -291,8 +305,14 @@ async fn an_operator_handles_a_conversation_end_to_end(db: TestDb) {
     op.send(json!({"type": "close", "conversation_id": cid, "client_id": "close-1"}))
         .await;
     assert_eq!(op.next_of("ack").await["client_id"], "close-1");
-    let c = v.next_of("conversation").await;
-    assert_eq!(c["conversation"]["status"], "closed");
+    // Headers come on every change (the assignment first); the last one says closed.
+    let c = loop {
+        let c = v.next_of("conversation").await;
+        if c["conversation"]["status"] == "closed" {
+            break c;
+        }
+    };
+    assert_eq!(c["conversation"]["assignee"]["id"], op_id);
     // Closed: the operator cannot write until reopening.
     op.send(json!({"type": "message", "conversation_id": cid, "client_id": "o2", "body": "late"}))
         .await;
@@ -359,6 +379,8 @@ async fn an_operator_handles_a_conversation_end_to_end(db: TestDb) {
         vec![
             t("event", "visitor", "opened"),
             t("text", "visitor", "Where is my order?"),
+            // Answering an unassigned conversation took it (OC8, OC12).
+            t("event", "operator", "assigned"),
             t("text", "operator", "Let me check"),
             t("event", "operator", "closed"),
             t("event", "operator", "reopened"),
@@ -379,11 +401,11 @@ async fn an_operator_handles_a_conversation_end_to_end(db: TestDb) {
         "history is in sequence order: {seqs:?}"
     );
     // Who closed it is kept.
-    assert_eq!(conv["messages"][3]["author"]["name"], "Op");
+    assert_eq!(conv["messages"][4]["author"]["name"], "Op");
     // Paging: after_seq.
     let (_, page) = srv
         .get(
-            &format!("/api/conversations/{cid}?after_seq=7"),
+            &format!("/api/conversations/{cid}?after_seq=8"),
             Some(&token),
         )
         .await;

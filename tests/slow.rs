@@ -44,7 +44,7 @@ async fn a_client_that_stops_reading_is_shed_and_others_go_on(db: TestDb) {
     // The healthy visitor is served as usual while that happens.
     op.send(json!({"type": "message", "conversation_id": healthy_cid, "client_id": "h-reply", "body": "hello"}))
         .await;
-    let m = healthy.next_of("message").await;
+    let m = healthy.next_text().await;
     assert_eq!(m["body"], "hello");
 
     // The slow socket ends with 1008 after what had been written before the cut.

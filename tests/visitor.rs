@@ -101,7 +101,11 @@ async fn a_reconnecting_visitor_gets_exactly_what_it_missed(db: TestDb) {
         .to_string();
     let ack = ws.say("v1", "I need help").await;
     let cid = ack["conversation_id"].as_i64().expect("id");
-    let last_seen = ack["seq"].as_i64().expect("seq");
+    // The operator takes it; the visitor sees the `assigned` event before leaving.
+    srv.take(cid, &token).await;
+    let assigned = ws.next_of("message").await;
+    assert_eq!(assigned["body"], "assigned");
+    let last_seen = assigned["seq"].as_i64().expect("seq");
     drop(ws);
 
     // While the visitor is away, the operator answers five times.
@@ -147,10 +151,10 @@ async fn a_reconnecting_visitor_gets_exactly_what_it_missed(db: TestDb) {
         .await;
     ws.next_of("welcome").await;
     let mut seqs = Vec::new();
-    for _ in 0..7 {
+    for _ in 0..8 {
         seqs.push(ws.next_of("message").await["seq"].as_i64().expect("seq"));
     }
-    assert_eq!(seqs, (1..=7).collect::<Vec<_>>());
+    assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
     srv.stop().await;
 }
 both_backends!(resume, a_reconnecting_visitor_gets_exactly_what_it_missed);
@@ -169,6 +173,7 @@ async fn resume_from_the_database_after_the_actor_stopped(db: TestDb) {
         .as_i64()
         .expect("id");
     drop(ws);
+    srv.take(cid, &token).await;
     for i in 0..300 {
         let (status, _) = srv
             .post(
@@ -194,13 +199,14 @@ async fn resume_from_the_database_after_the_actor_stopped(db: TestDb) {
         .await;
     ws.next_of("welcome").await;
     let mut seqs = Vec::new();
-    while seqs.len() < 301 {
+    while seqs.len() < 302 {
         seqs.push(ws.next_of("message").await["seq"].as_i64().expect("seq"));
     }
-    assert_eq!(seqs, (2..=302).collect::<Vec<_>>());
+    // Its message, the `assigned` event, and the 300 answers.
+    assert_eq!(seqs, (2..=303).collect::<Vec<_>>());
     // The reloaded actor continues the sequence.
     let ack = ws.say("v2", "still there?").await;
-    assert_eq!(ack["seq"], 303);
+    assert_eq!(ack["seq"], 304);
     srv.stop().await;
 }
 both_backends!(
@@ -242,7 +248,7 @@ async fn the_same_client_id_is_stored_once(db: TestDb) {
     let cid = first["conversation_id"].as_i64().expect("id");
     let store = srv.runtime().core.store.clone();
     let stored = store
-        .call(move |s| s.messages_between(cid, 0, i64::MAX, 100))
+        .call(move |s| s.messages_between(cid, 0, i64::MAX, 100, false))
         .await
         .expect("history");
     let texts: Vec<_> = stored
@@ -374,7 +380,7 @@ async fn typing_and_read_receipts_cross_sides(db: TestDb) {
     );
     op.send(json!({"type": "message", "conversation_id": cid, "client_id": "o1", "body": "hello"}))
         .await;
-    let m = ws.next_of("message").await;
+    let m = ws.next_text().await;
     ws.send(json!({"type": "read", "seq": m["seq"]})).await;
     // Read marks reach every session of both sides (an operator's other tabs too).
     let r = loop {
@@ -453,7 +459,7 @@ async fn a_retry_older_than_the_remembered_ids_is_still_stored_once(db: TestDb) 
     let cid = first["conversation_id"].as_i64().expect("id");
     let store = srv.runtime().core.store.clone();
     let all = store
-        .call(move |s| s.messages_between(cid, 0, i64::MAX, 100_000))
+        .call(move |s| s.messages_between(cid, 0, i64::MAX, 100_000, false))
         .await
         .expect("history");
     assert_eq!(

@@ -4,7 +4,7 @@
 use crate::auth;
 use crate::error::AppError;
 use crate::runtime::Runtime;
-use crate::store::operators::Operator;
+use crate::store::operators::{Operator, OperatorChange};
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use std::future::Future;
@@ -24,7 +24,7 @@ pub struct Authed {
 impl Authed {
     /// Refuses operators without the chat permission (administrators always have it).
     pub fn require_chat(&self) -> Result<(), AppError> {
-        if crate::runtime::operator::may_chat(&self.operator) {
+        if self.operator.may_chat() {
             Ok(())
         } else {
             Err(AppError::forbidden(
@@ -92,8 +92,6 @@ pub async fn login(
     if password.len() > MAX_PASSWORD_LEN {
         return Err(AppError::unauthorized("wrong e-mail or password"));
     }
-    let now = rt.core.clock.now_ms();
-    let ttl_ms = rt.core.config.operator_token_ttl_secs.saturating_mul(1000) as i64;
     let found = rt
         .core
         .store
@@ -113,19 +111,63 @@ pub async fn login(
     let (true, Some(row)) = result else {
         return Err(AppError::unauthorized("wrong e-mail or password"));
     };
+    issue_token(&rt, row.id).await
+}
+
+/// Answers a login: a new token for the operator, stored hashed, with its expiry.
+async fn issue_token(rt: &Runtime, operator_id: i64) -> Result<HttpResponse, AppError> {
+    let now = rt.core.clock.now_ms();
+    let ttl_ms = rt.core.config.operator_token_ttl_secs.saturating_mul(1000) as i64;
     let token = auth::new_token();
     let digest = auth::token_digest(&token);
     let expires_at = now + ttl_ms;
-    let operator_id = row.id;
-    rt.core
+    let operator = rt
+        .core
         .store
-        .call(move |s| s.add_operator_token(&digest, operator_id, now, expires_at))
-        .await?;
+        .call(move |s| {
+            s.add_operator_token(&digest, operator_id, now, expires_at)?;
+            s.operator(operator_id)
+        })
+        .await?
+        .ok_or_else(AppError::internal)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "token": token,
         "expires_at": expires_at,
-        "operator": Operator::from(row),
+        "operator": operator,
     })))
+}
+
+/// `GET /api/setup`: whether the first administrator still has to be created.
+pub async fn setup_state(rt: web::Data<Runtime>) -> Result<HttpResponse, AppError> {
+    let n = rt.core.store.call(|s| s.operator_count()).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "needed": n == 0 })))
+}
+
+/// `POST /api/setup`: creates the first administrator and logs them in; refused once any
+/// operator exists, so it cannot be used to take over a running server.
+pub async fn setup(
+    rt: web::Data<Runtime>,
+    body: web::Json<NewOperatorBody>,
+) -> Result<HttpResponse, AppError> {
+    let b = body.into_inner();
+    validate_new_operator(&b.email, &b.name, &b.password)?;
+    let n = rt.core.store.call(|s| s.operator_count()).await?;
+    if n > 0 {
+        return Err(AppError::forbidden(
+            "the server is set up already; ask an administrator for an account",
+        ));
+    }
+    let now = rt.core.clock.now_ms();
+    let hash = web::block(move || auth::hash_password(&b.password))
+        .await
+        .map_err(|_| AppError::internal())?
+        .map_err(|_| AppError::internal())?;
+    let op = rt
+        .core
+        .store
+        .call(move |s| s.add_operator(&b.email, &b.name, &hash, true, now))
+        .await?;
+    issue_token(&rt, op.id).await
 }
 
 /// `POST /api/logout`: the token stops working.
@@ -143,11 +185,22 @@ pub async fn me(who: Authed) -> HttpResponse {
     HttpResponse::Ok().json(who.operator)
 }
 
-/// `GET /api/operators` (administrators).
+/// `GET /api/operators`: every operator (the reassignment dialog and mentions need them).
 pub async fn list_operators(rt: web::Data<Runtime>, who: Authed) -> Result<HttpResponse, AppError> {
-    who.require_admin()?;
+    if !who.operator.is_admin {
+        who.require_chat()?;
+    }
     let list = rt.core.store.call(|s| s.list_operators()).await?;
-    Ok(HttpResponse::Ok().json(list))
+    let online: Vec<serde_json::Value> = list
+        .into_iter()
+        .map(|op| {
+            let online = rt.core.hub.operator_online(op.id);
+            let mut v = serde_json::to_value(op).unwrap_or_default();
+            v["online"] = online.into();
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(online))
 }
 
 /// New operator body.
@@ -201,13 +254,26 @@ pub async fn add_operator(
     Ok(HttpResponse::Created().json(op))
 }
 
-/// Operator change body.
+/// Operator change body (administrators); every field may be left out.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateOperatorBody {
-    can_chat: bool,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    is_admin: Option<bool>,
+    #[serde(default)]
+    capacity: Option<i64>,
+    #[serde(default)]
+    available: Option<bool>,
+    #[serde(default)]
+    groups: Option<Vec<i64>>,
+    #[serde(default)]
+    teams: Option<Vec<i64>>,
 }
 
-/// `PATCH /api/operators/{id}` (administrators): grant or revoke the chat permission.
+/// `PATCH /api/operators/{id}` (administrators): name, administrator, capacity,
+/// availability, user groups (which carry the chat permission) and teams.
 pub async fn update_operator(
     rt: web::Data<Runtime>,
     who: Authed,
@@ -215,12 +281,43 @@ pub async fn update_operator(
     body: web::Json<UpdateOperatorBody>,
 ) -> Result<HttpResponse, AppError> {
     who.require_admin()?;
-    let id = path.into_inner();
-    let can_chat = body.can_chat;
-    let op = rt
-        .core
-        .store
-        .call(move |s| s.set_operator_can_chat(id, can_chat))
-        .await?;
+    let b = body.into_inner();
+    let change = OperatorChange {
+        name: b.name,
+        is_admin: b.is_admin,
+        capacity: b.capacity,
+        available: b.available,
+        display_mode: None,
+        groups: b.groups,
+        teams: b.teams,
+    };
+    let op = crate::console::change_operator(&rt, path.into_inner(), change).await?;
+    Ok(HttpResponse::Ok().json(op))
+}
+
+/// The operator's own preferences.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMeBody {
+    #[serde(default)]
+    display_mode: Option<String>,
+    #[serde(default)]
+    available: Option<bool>,
+}
+
+/// `PATCH /api/me`: display as a pop-up or a section (OC2), and availability for new
+/// conversations.
+pub async fn update_me(
+    rt: web::Data<Runtime>,
+    who: Authed,
+    body: web::Json<UpdateMeBody>,
+) -> Result<HttpResponse, AppError> {
+    let b = body.into_inner();
+    let change = OperatorChange {
+        display_mode: b.display_mode,
+        available: b.available,
+        ..OperatorChange::default()
+    };
+    let op = crate::console::change_operator(&rt, who.operator.id, change).await?;
     Ok(HttpResponse::Ok().json(op))
 }

@@ -2,6 +2,7 @@
 //! runtime. Websocket upgrades hand the socket to a session actor.
 
 pub mod account;
+pub mod admin;
 pub mod conversations;
 
 use crate::error::{AppError, ErrorCode};
@@ -42,12 +43,58 @@ pub fn routes(cfg: &mut web::ServiceConfig, static_dir: &std::path::Path) {
         web::scope("/api")
             .route("/login", web::post().to(account::login))
             .route("/logout", web::post().to(account::logout))
+            .route("/setup", web::get().to(account::setup_state))
+            .route("/setup", web::post().to(account::setup))
             .route("/me", web::get().to(account::me))
+            .route("/me", web::patch().to(account::update_me))
             .route("/operators", web::get().to(account::list_operators))
             .route("/operators", web::post().to(account::add_operator))
             .route("/operators/{id}", web::patch().to(account::update_operator))
+            .route("/groups", web::get().to(admin::list_groups))
+            .route("/groups", web::post().to(admin::add_group))
+            .route("/groups/{id}", web::patch().to(admin::update_group))
+            .route("/teams", web::get().to(admin::list_teams))
+            .route("/teams", web::post().to(admin::add_team))
+            .route("/channels", web::get().to(admin::list_channels))
+            .route("/channels", web::post().to(admin::add_channel))
+            .route("/channels/{id}", web::patch().to(admin::update_channel))
+            .route("/routing", web::get().to(admin::routing))
+            .route(
+                "/settings/routing",
+                web::get().to(admin::get_routing_settings),
+            )
+            .route(
+                "/settings/routing",
+                web::put().to(admin::put_routing_settings),
+            )
+            .route("/search", web::get().to(conversations::search))
+            .route("/internal", web::post().to(conversations::internal))
             .route("/conversations", web::get().to(conversations::list))
             .route("/conversations/{id}", web::get().to(conversations::show))
+            .route(
+                "/conversations/{id}/assign",
+                web::post().to(conversations::assign),
+            )
+            .route(
+                "/conversations/{id}/take",
+                web::post().to(conversations::take),
+            )
+            .route(
+                "/conversations/{id}/assignments",
+                web::get().to(conversations::assignments),
+            )
+            .route(
+                "/conversations/{id}/draft",
+                web::get().to(conversations::get_draft),
+            )
+            .route(
+                "/conversations/{id}/draft",
+                web::put().to(conversations::put_draft),
+            )
+            .route(
+                "/conversations/{id}/contact",
+                web::post().to(conversations::link_contact),
+            )
             .route(
                 "/conversations/{id}/messages",
                 web::post().to(conversations::reply),

@@ -1,20 +1,23 @@
 //! The OperatorSession actor: one per console websocket. It authenticates with the bearer
-//! token from login, joins the live feed of every conversation, and turns frames into
-//! messages to conversation actors after checking the operator's permission.
+//! token from login, joins the live feed (resuming from the console's last event id when it
+//! can, XB14), tells the router the operator is online, and turns frames into messages to
+//! conversation actors, which judge ownership.
 
-use super::conversation::{MarkRead, Post, Reply, SetStatus, Typing};
+use super::conversation::{MarkRead, Post, Reply, Requester, SetStatus, Typing};
+use super::router::{OperatorOffline, OperatorOnline};
 use super::session::{
     check_size, close_with, handle_input, Backlog, Drained, RateLimit, Undecoded, WsSession,
     CLIENT_TIMEOUT, HEARTBEAT_INTERVAL,
 };
 use super::{Outbound, Runtime, Shutdown};
 use crate::auth;
+use crate::console;
 use crate::error::{AppError, ErrorCode};
-use crate::model::{Author, AuthorKind, ConversationStatus};
+use crate::model::ConversationStatus;
 use crate::protocol::{
-    error_frame, parse_frame, validate_message, OperatorFrame, ServerFrame, OPERATOR_TYPES,
+    error_frame, parse_frame, validate_message, OperatorFrame, Resume, ServerFrame, OPERATOR_TYPES,
 };
-use crate::store::operators::Operator;
+use crate::store::operators::{Operator, OperatorChange};
 use actix::prelude::*;
 use actix_web_actors::ws;
 use std::sync::atomic::Ordering;
@@ -27,6 +30,8 @@ pub struct OperatorSession {
     /// The operator, the login's expiry, and the token's digest (re-checked on every
     /// heartbeat, so a logout or a revoked permission takes effect on open sockets).
     operator: Option<(Operator, i64, String)>,
+    /// On the live feed (and counted online by the router).
+    on_feed: bool,
     last_heard: Instant,
     limit: RateLimit,
     /// Bytes received since the last decoded frame (see `session::BoundedPayload`).
@@ -37,7 +42,30 @@ pub struct OperatorSession {
 
 /// Whether an operator may touch conversations (OC1: administrators always may).
 pub fn may_chat(op: &Operator) -> bool {
-    op.is_admin || op.can_chat
+    op.may_chat()
+}
+
+/// A frame turned into the message its conversation actor takes.
+enum Action {
+    Post(Post),
+    Status(SetStatus),
+    Typing(Typing),
+    Read(MarkRead),
+}
+
+impl Action {
+    fn deliver(
+        self,
+        rt: &Runtime,
+        addr: &Addr<super::conversation::Conversation>,
+    ) -> Result<(), AppError> {
+        match self {
+            Action::Post(m) => rt.deliver(addr, m),
+            Action::Status(m) => rt.deliver(addr, m),
+            Action::Typing(m) => rt.deliver(addr, m),
+            Action::Read(m) => rt.deliver(addr, m),
+        }
+    }
 }
 
 impl OperatorSession {
@@ -50,6 +78,7 @@ impl OperatorSession {
             id: rt.core.hub.next_session_id(),
             rt,
             operator: None,
+            on_feed: false,
             last_heard: Instant::now(),
             limit,
             undecoded,
@@ -80,8 +109,8 @@ impl OperatorSession {
             Ok(f) => f,
             Err(e) => return self.send_error(ctx, &e, None),
         };
-        if let OperatorFrame::Auth { token } = frame {
-            return self.auth(ctx, token);
+        if let OperatorFrame::Auth { token, resume } = frame {
+            return self.auth(ctx, token, resume);
         }
         let Some((op, expires_at, _)) = self.operator.clone() else {
             if let OperatorFrame::Ping {} = frame {
@@ -100,10 +129,11 @@ impl OperatorSession {
             return ctx.text(ServerFrame::Pong {}.encode());
         }
         let client_id = match &frame {
-            OperatorFrame::Message { client_id, .. } => Some(client_id.clone()),
-            OperatorFrame::Close { client_id, .. } | OperatorFrame::Reopen { client_id, .. } => {
-                Some(client_id.clone())
-            }
+            OperatorFrame::Message { client_id, .. }
+            | OperatorFrame::Close { client_id, .. }
+            | OperatorFrame::Reopen { client_id, .. }
+            | OperatorFrame::Assign { client_id, .. }
+            | OperatorFrame::Take { client_id, .. } => Some(client_id.clone()),
             _ => None,
         };
         if let Some(id) = &client_id {
@@ -118,26 +148,34 @@ impl OperatorSession {
                 client_id.as_deref(),
             );
         }
-        let author = Author::operator(op.id, op.name.clone());
+        let staff = console::staff(&op);
         let sink = ctx.address().recipient::<Outbound>();
         let (conversation_id, action): (i64, Action) = match frame {
             OperatorFrame::Message {
                 conversation_id,
                 client_id,
                 body,
+                reply_to,
+                kind,
+                mentions,
             } => {
-                if let Err(e) =
+                let checked =
                     validate_message(&client_id, &body, self.rt.core.config.max_message_chars)
-                {
-                    return self.send_error(ctx, &e, Some(&client_id));
-                }
+                        .and_then(|_| console::message_kind(kind.as_deref()))
+                        .and_then(|kind| Ok((kind, console::mentions(mentions)?)));
+                let (kind, mentions) = match checked {
+                    Ok(v) => v,
+                    Err(e) => return self.send_error(ctx, &e, Some(&client_id)),
+                };
                 (
                     conversation_id,
                     Action::Post(Post {
-                        author,
-                        author_id: op.id,
+                        by: Requester::Operator(staff),
+                        kind,
                         client_id,
                         body,
+                        reply_to,
+                        mentions,
                         reply: Reply::Session(sink),
                         from_session: Some(self.id),
                     }),
@@ -149,10 +187,9 @@ impl OperatorSession {
             } => (
                 conversation_id,
                 Action::Status(status(
-                    author,
-                    op.id,
+                    staff,
                     ConversationStatus::Closed,
-                    Some(client_id),
+                    client_id,
                     sink,
                     self.id,
                 )),
@@ -163,10 +200,9 @@ impl OperatorSession {
             } => (
                 conversation_id,
                 Action::Status(status(
-                    author,
-                    op.id,
+                    staff,
                     ConversationStatus::Open,
-                    Some(client_id),
+                    client_id,
                     sink,
                     self.id,
                 )),
@@ -177,7 +213,7 @@ impl OperatorSession {
             } => (
                 conversation_id,
                 Action::Typing(Typing {
-                    from: AuthorKind::Operator,
+                    from: Requester::Operator(staff),
                     on,
                     from_session: self.id,
                 }),
@@ -188,12 +224,44 @@ impl OperatorSession {
             } => (
                 conversation_id,
                 Action::Read(MarkRead {
-                    by: AuthorKind::Operator,
+                    by: Requester::Operator(staff),
                     seq,
                 }),
             ),
+            OperatorFrame::Assign {
+                conversation_id,
+                client_id,
+                operator_id,
+                reason,
+            } => return self.reassign(ctx, op, conversation_id, operator_id, reason, client_id),
+            OperatorFrame::Take {
+                conversation_id,
+                client_id,
+            } => {
+                let me = Some(op.id);
+                return self.reassign(ctx, op, conversation_id, me, None, client_id);
+            }
+            OperatorFrame::Draft {
+                conversation_id,
+                body,
+                reply_to,
+            } => return self.draft(ctx, op.id, conversation_id, body, reply_to),
+            OperatorFrame::Availability { available } => {
+                return self.availability(ctx, op.id, available)
+            }
             OperatorFrame::Auth { .. } | OperatorFrame::Ping {} => return,
         };
+        self.dispatch(ctx, conversation_id, action, client_id);
+    }
+
+    /// Hands an action to its conversation's actor, loading the actor first if needed.
+    fn dispatch(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        conversation_id: i64,
+        action: Action,
+        client_id: Option<String>,
+    ) {
         if let Some(addr) = self.rt.live_conversation(conversation_id) {
             if let Err(e) = action.deliver(&self.rt, &addr) {
                 self.send_error(ctx, &e, client_id.as_deref());
@@ -216,10 +284,106 @@ impl OperatorSession {
         );
     }
 
+    fn reassign(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        op: Operator,
+        conversation_id: i64,
+        to: Option<i64>,
+        reason: Option<String>,
+        client_id: String,
+    ) {
+        let rt = self.rt.clone();
+        let sink = ctx.address().recipient::<Outbound>();
+        let session = self.id;
+        let cid = client_id.clone();
+        ctx.wait(
+            async move {
+                let msg = console::reassignment(
+                    &rt,
+                    &op,
+                    to,
+                    reason,
+                    Some(cid),
+                    Reply::Session(sink),
+                    Some(session),
+                )
+                .await?;
+                let addr = rt.conversation(conversation_id).await?;
+                rt.deliver(&addr, msg)
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                if let Err(e) = res {
+                    act.send_error(ctx, &e, Some(&client_id));
+                }
+            }),
+        );
+    }
+
+    fn draft(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        operator_id: i64,
+        conversation_id: i64,
+        body: String,
+        reply_to: Option<i64>,
+    ) {
+        let rt = self.rt.clone();
+        let session = self.id;
+        // Drafts of one conversation are saved in the order typed.
+        ctx.wait(
+            async move {
+                console::save_draft(
+                    &rt,
+                    operator_id,
+                    conversation_id,
+                    body,
+                    reply_to,
+                    Some(session),
+                )
+                .await
+            }
+            .into_actor(self)
+            .map(|res, act, ctx| {
+                if let Err(e) = res {
+                    act.send_error(ctx, &e, None);
+                }
+            }),
+        );
+    }
+
+    fn availability(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        operator_id: i64,
+        available: bool,
+    ) {
+        let rt = self.rt.clone();
+        ctx.spawn(
+            async move {
+                let change = OperatorChange {
+                    available: Some(available),
+                    ..OperatorChange::default()
+                };
+                console::change_operator(&rt, operator_id, change).await
+            }
+            .into_actor(self)
+            .map(|res, act, ctx| match res {
+                Ok(op) => {
+                    if let Some(current) = act.operator.as_mut() {
+                        current.0 = op;
+                    }
+                }
+                Err(e) => act.send_error(ctx, &e, None),
+            }),
+        );
+    }
+
     /// Tells the client its login ended and closes the socket (1008).
     fn end_login(&mut self, ctx: &mut ws::WebsocketContext<Self>, why: &str) {
         self.send_error(ctx, &AppError::unauthorized(why), None);
-        self.rt.core.hub.leave_operators(self.id);
+        self.leave_feed();
         close_with(ctx, ws::CloseCode::Policy, "login ended");
     }
 
@@ -239,7 +403,7 @@ impl OperatorSession {
         };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
             Ok(Some((op, expires_at))) => {
-                act.follow_permission(ctx, &op);
+                act.follow_permission(ctx, &op, None);
                 if let Some(current) = act.operator.as_mut() {
                     current.0 = op;
                     current.1 = expires_at;
@@ -251,20 +415,56 @@ impl OperatorSession {
         }));
     }
 
-    /// Joins the live feed only with the chat permission (OC1): without it an operator sees
-    /// no conversation, over HTTP or websocket.
-    fn follow_permission(&mut self, ctx: &mut ws::WebsocketContext<Self>, op: &Operator) {
-        if may_chat(op) {
-            self.rt
-                .core
-                .hub
-                .join_operator(self.id, ctx.address().recipient());
-        } else {
-            self.rt.core.hub.leave_operators(self.id);
+    fn leave_feed(&mut self) {
+        if !self.on_feed {
+            return;
+        }
+        self.on_feed = false;
+        self.rt.core.hub.leave_operators(self.id);
+        if let Some((op, _, _)) = &self.operator {
+            self.rt.router.do_send(OperatorOffline {
+                session: self.id,
+                operator_id: op.id,
+            });
         }
     }
 
-    fn auth(&mut self, ctx: &mut ws::WebsocketContext<Self>, token: String) {
+    /// Joins the live feed only with the chat permission (OC1): without it an operator sees
+    /// no conversation, over HTTP or websocket. Returns the replay of a resumed console.
+    fn follow_permission(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        op: &Operator,
+        resume: Option<&Resume>,
+    ) -> Option<crate::runtime::hub::Joined> {
+        if !may_chat(op) {
+            self.leave_feed();
+            return None;
+        }
+        let joined = if self.on_feed {
+            None
+        } else {
+            self.on_feed = true;
+            Some(self.rt.core.hub.join_operator(
+                self.id,
+                op.id,
+                ctx.address().recipient(),
+                resume.map(|r| (r.epoch.as_str(), r.last_eid)),
+            ))
+        };
+        self.rt.router.do_send(OperatorOnline {
+            session: self.id,
+            operator: op.clone(),
+        });
+        joined
+    }
+
+    fn auth(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        token: String,
+        resume: Option<Resume>,
+    ) {
         if self.operator.is_some() {
             return self.send_error(ctx, &AppError::bad_request("already authenticated"), None);
         }
@@ -280,17 +480,24 @@ impl OperatorSession {
                 .map(|(op, exp)| (op, exp, digest))
                 .ok_or_else(|| AppError::unauthorized("unknown or expired token"))
         };
-        ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
+        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
             Ok((op, expires_at, digest)) => {
+                // Join first, so nothing published after the replay is cut is missed.
+                act.operator = Some((op.clone(), expires_at, digest));
+                let joined = act.follow_permission(ctx, &op, resume.as_ref());
+                let resumed = joined.as_ref().is_some_and(|j| j.resumed);
                 ctx.text(
                     ServerFrame::Ready {
                         v: crate::protocol::PROTOCOL_VERSION,
                         operator: &op,
+                        epoch: act.rt.core.hub.epoch(),
+                        resumed,
                     }
                     .encode(),
                 );
-                act.follow_permission(ctx, &op);
-                act.operator = Some((op, expires_at, digest));
+                for frame in joined.map(|j| j.replay).unwrap_or_default() {
+                    ctx.text(frame);
+                }
             }
             Err(e) => act.send_error(ctx, &e, None),
         }));
@@ -298,43 +505,19 @@ impl OperatorSession {
 }
 
 fn status(
-    author: Author,
-    author_id: i64,
+    staff: super::conversation::Staff,
     status: ConversationStatus,
-    client_id: Option<String>,
+    client_id: String,
     sink: Recipient<Outbound>,
     session: u64,
 ) -> SetStatus {
     SetStatus {
-        author,
-        author_id,
+        by: Requester::Operator(staff),
         status,
-        client_id,
+        client_id: Some(client_id),
+        reason: None,
         reply: Reply::Session(sink),
         from_session: Some(session),
-    }
-}
-
-/// A frame turned into the message its conversation actor takes.
-enum Action {
-    Post(Post),
-    Status(SetStatus),
-    Typing(Typing),
-    Read(MarkRead),
-}
-
-impl Action {
-    fn deliver(
-        self,
-        rt: &Runtime,
-        addr: &Addr<super::conversation::Conversation>,
-    ) -> Result<(), AppError> {
-        match self {
-            Action::Post(m) => rt.deliver(addr, m),
-            Action::Status(m) => rt.deliver(addr, m),
-            Action::Typing(m) => rt.deliver(addr, m),
-            Action::Read(m) => rt.deliver(addr, m),
-        }
     }
 }
 
@@ -364,6 +547,7 @@ impl Actor for OperatorSession {
             .metrics
             .operator_connections
             .fetch_sub(1, Ordering::Relaxed);
+        self.leave_feed();
         self.rt.core.hub.leave(self.id);
     }
 }

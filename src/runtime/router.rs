@@ -2,36 +2,128 @@
 //! arbiters, one per core), keeps the registry sessions read without queueing behind it,
 //! and supervises: a conversation actor that died (a panic drops it) is found disconnected
 //! on the next lookup and restarted from the database, where everything acknowledged is.
+//!
+//! It also routes: it knows which operators are online with how many open conversations
+//! each, hands new conversations to the least busy operator with free capacity (OC4), keeps
+//! the others in a first-in-first-out queue that drains as soon as someone frees up, tells
+//! waiting visitors their place (XB13), applies the default assignee when distribution is
+//! off (OC3), and closes conversations left inactive (OC3) from a sweep over the database,
+//! so the timer survives restarts.
 
-use super::conversation::{Conversation, Loaded, CLIENT_IDS_REMEMBERED};
+use super::conversation::{
+    Conversation, Distribute, Loaded, QueuePosition, Requester, SetStatus, CLIENT_IDS_REMEMBERED,
+};
 use super::Core;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
+use crate::model::{ConversationStatus, Named};
+use crate::store::operators::Operator;
+use crate::store::settings::RoutingSettings;
 use actix::prelude::*;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Committed messages loaded into a restarted conversation's replay tail.
 const TAIL_LOADED: i64 = 64;
+/// How often the router looks for conversations to auto-close.
+const INACTIVITY_SWEEP: Duration = Duration::from_secs(30);
+/// Most conversations one sweep closes (the next sweep takes the rest).
+const SWEEP_BATCH: i64 = 500;
+
+/// What the router knows about an operator with a console open.
+#[derive(Debug, Clone)]
+struct Online {
+    name: String,
+    sessions: HashSet<u64>,
+    capacity: i64,
+    available: bool,
+    may_chat: bool,
+    teams: Vec<i64>,
+    /// When distribution last gave them a conversation (ties go to who waited longest).
+    last_assigned: u64,
+}
+
+/// The routing state the router starts from, read from the database.
+pub struct RoutingState {
+    /// Settings.
+    pub settings: RoutingSettings,
+    /// Open conversations per operator.
+    pub loads: Vec<(i64, i64)>,
+    /// The waiting queue, in order: conversation and team.
+    pub queue: Vec<(i64, Option<i64>)>,
+}
+
+impl RoutingState {
+    /// Reads the state from the store.
+    pub fn load(store: &crate::store::Store) -> Result<RoutingState, AppError> {
+        Ok(RoutingState {
+            settings: store.routing_settings()?,
+            loads: store.open_loads()?,
+            queue: store.waiting_queue()?,
+        })
+    }
+}
+
+/// A snapshot of routing for the console's overview and the tests.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoutingSnapshot {
+    /// Conversations waiting, in order.
+    pub queue: Vec<i64>,
+    /// Operators online: id, name, open conversations, capacity, available.
+    pub online: Vec<OnlineOperator>,
+    /// The settings in force.
+    pub settings: RoutingSettings,
+}
+
+/// One online operator in a [`RoutingSnapshot`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OnlineOperator {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Open conversations they are responsible for.
+    pub load: i64,
+    /// Their capacity.
+    pub capacity: i64,
+    /// Takes new conversations.
+    pub available: bool,
+}
 
 /// The router actor.
 pub struct Router {
     core: Arc<Core>,
     arbiters: Vec<Arbiter>,
     next: usize,
+    settings: RoutingSettings,
+    online: HashMap<i64, Online>,
+    /// Open conversations each operator is responsible for.
+    load: HashMap<i64, i64>,
+    /// Distributions sent but not answered yet, counted against capacity.
+    in_flight: HashMap<i64, i64>,
+    queue: VecDeque<(i64, Option<i64>)>,
+    assignments_made: u64,
 }
 
 impl Router {
-    /// A router that runs conversations on `threads` arbiters.
-    pub fn new(core: Arc<Core>, threads: usize) -> Self {
+    /// A router that runs conversations on `threads` arbiters, starting from `state`.
+    pub fn new(core: Arc<Core>, threads: usize, state: RoutingState) -> Self {
         let arbiters = (0..threads.max(1)).map(|_| Arbiter::new()).collect();
         Router {
             core,
             arbiters,
             next: 0,
+            settings: state.settings,
+            online: HashMap::new(),
+            load: state.loads.into_iter().collect(),
+            in_flight: HashMap::new(),
+            queue: state.queue.into_iter().collect(),
+            assignments_made: 0,
         }
     }
 
     fn spawn(&mut self, loaded: Loaded, me: Addr<Router>) -> Addr<Conversation> {
-        let id = loaded.row.id;
+        let id = loaded.record.row.id;
         if let Some(existing) = self.core.registry.get(&id).map(|a| a.clone()) {
             if existing.connected() {
                 return existing;
@@ -48,8 +140,230 @@ impl Router {
             Conversation::new(loaded, core, me)
         });
         self.core.registry.insert(id, addr.clone());
+        if let Some(position) = self.queue.iter().position(|(q, _)| *q == id) {
+            addr.do_send(QueuePosition {
+                position: Some(position + 1),
+            });
+        }
         addr
     }
+
+    /// Open conversations an operator has or is being given.
+    fn busy(&self, operator_id: i64) -> i64 {
+        self.load.get(&operator_id).copied().unwrap_or(0)
+            + self.in_flight.get(&operator_id).copied().unwrap_or(0)
+    }
+
+    /// The operator distribution picks for a conversation of `team`: online, available,
+    /// with the chat permission, in the team (when it has one), under capacity; the least
+    /// busy, then the one who waited longest since their last conversation.
+    fn pick(&self, team: Option<i64>) -> Option<i64> {
+        self.online
+            .iter()
+            .filter(|(_, o)| o.available && o.may_chat)
+            .filter(|(_, o)| team.is_none_or(|t| o.teams.contains(&t)))
+            .filter(|(id, o)| self.busy(**id) < o.capacity)
+            .min_by_key(|(id, o)| (self.busy(**id), o.last_assigned, **id))
+            .map(|(id, _)| *id)
+    }
+
+    /// Routes a conversation that needs an operator: to someone now, or to the queue.
+    fn route(&mut self, ctx: &mut Context<Self>, id: i64, team: Option<i64>) {
+        if !self.settings.distribution {
+            if let Some(default) = self.settings.default_assignee_id {
+                self.give(ctx, id, team, default, "default assignee");
+            }
+            return;
+        }
+        match self.pick(team) {
+            Some(op) => self.give(ctx, id, team, op, "distribution"),
+            None => {
+                if !self.queue.iter().any(|(q, _)| *q == id) {
+                    self.queue.push_back((id, team));
+                }
+                self.tell_positions();
+            }
+        }
+    }
+
+    /// Sends a conversation to an operator; on refusal or failure it goes back to the head
+    /// of the queue (distribution) so its turn is not lost.
+    fn give(
+        &mut self,
+        ctx: &mut Context<Self>,
+        id: i64,
+        team: Option<i64>,
+        operator_id: i64,
+        reason: &'static str,
+    ) {
+        let name = self
+            .online
+            .get(&operator_id)
+            .map(|o| o.name.clone())
+            .unwrap_or_default();
+        *self.in_flight.entry(operator_id).or_insert(0) += 1;
+        self.assignments_made += 1;
+        if let Some(o) = self.online.get_mut(&operator_id) {
+            o.last_assigned = self.assignments_made;
+        }
+        let core = self.core.clone();
+        let router = ctx.address();
+        let distributing = reason == "distribution";
+        let fut = async move {
+            let name = if name.is_empty() {
+                // The default assignee may be offline: read their name.
+                core.store
+                    .call(move |s| s.operator(operator_id))
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|o| o.name)
+                    .unwrap_or_default()
+            } else {
+                name
+            };
+            let addr = lookup(&core, &router, id).await?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            addr.try_send(Distribute {
+                to: Named {
+                    id: operator_id,
+                    name,
+                },
+                reason,
+                reply: tx,
+            })
+            .map_err(|_| AppError::new(ErrorCode::Busy, "conversation restarting"))?;
+            rx.await
+                .map_err(|_| AppError::new(ErrorCode::Busy, "conversation stopped"))?
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            if let Some(n) = act.in_flight.get_mut(&operator_id) {
+                *n -= 1;
+            }
+            match res {
+                Ok(true) => {
+                    *act.load.entry(operator_id).or_insert(0) += 1;
+                }
+                Ok(false) => {
+                    // Someone took it, or it closed, meanwhile: nothing to do.
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        conversation_id = id,
+                        code = e.code.as_str(),
+                        "distribution failed; back to the queue"
+                    );
+                    if distributing && !act.queue.iter().any(|(q, _)| *q == id) {
+                        act.queue.push_front((id, team));
+                    }
+                }
+            }
+            act.drain(ctx);
+        }));
+    }
+
+    /// Hands waiting conversations out, oldest first, while someone has capacity.
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        if !self.settings.distribution {
+            return;
+        }
+        let mut changed = false;
+        let mut i = 0;
+        while i < self.queue.len() {
+            let (id, team) = self.queue[i];
+            match self.pick(team) {
+                Some(op) => {
+                    self.queue.remove(i);
+                    changed = true;
+                    self.tell_position(id, None);
+                    self.give(ctx, id, team, op, "distribution");
+                }
+                // This one's team is full; a later one's team may not be.
+                None => i += 1,
+            }
+        }
+        if changed {
+            self.tell_positions();
+        }
+    }
+
+    fn tell_position(&self, id: i64, position: Option<usize>) {
+        if let Some(addr) = self.core.registry.get(&id).map(|a| a.clone()) {
+            addr.do_send(QueuePosition { position });
+        }
+    }
+
+    /// Tells every waiting conversation its place.
+    fn tell_positions(&self) {
+        for (i, (id, _)) in self.queue.iter().enumerate() {
+            self.tell_position(*id, Some(i + 1));
+        }
+    }
+
+    fn forget_queued(&mut self, id: i64) {
+        if let Some(pos) = self.queue.iter().position(|(q, _)| *q == id) {
+            self.queue.remove(pos);
+            self.tell_positions();
+        }
+    }
+
+    fn add_load(&mut self, operator_id: Option<i64>, delta: i64) {
+        if let Some(op) = operator_id {
+            let n = self.load.entry(op).or_insert(0);
+            *n = (*n + delta).max(0);
+        }
+    }
+
+    /// Closes open conversations without a message for the configured time (OC3).
+    fn sweep_inactive(&mut self, ctx: &mut Context<Self>) {
+        let minutes = self.settings.auto_close_minutes;
+        if minutes <= 0 {
+            return;
+        }
+        let core = self.core.clone();
+        let router = ctx.address();
+        let before = core.clock.now_ms() - minutes * 60_000;
+        let fut = async move {
+            let ids = core
+                .store
+                .call(move |s| s.inactive_open_conversations(before, SWEEP_BATCH))
+                .await?;
+            for id in ids {
+                let addr = lookup(&core, &router, id).await?;
+                let _ = addr.try_send(SetStatus {
+                    by: Requester::System,
+                    status: ConversationStatus::Closed,
+                    client_id: None,
+                    reason: Some("inactivity"),
+                    reply: super::conversation::Reply::None,
+                    from_session: None,
+                });
+            }
+            Ok::<_, AppError>(())
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, _, _| {
+            if let Err(e) = res {
+                tracing::warn!(code = e.code.as_str(), "inactivity sweep failed");
+            }
+        }));
+    }
+}
+
+/// The live actor of a conversation, started through the router if needed.
+async fn lookup(
+    core: &Core,
+    router: &Addr<Router>,
+    id: i64,
+) -> Result<Addr<Conversation>, AppError> {
+    if let Some(addr) = core.registry.get(&id).map(|a| a.clone()) {
+        if addr.connected() {
+            return Ok(addr);
+        }
+    }
+    router
+        .send(Lookup { id })
+        .await
+        .map_err(|_| AppError::new(ErrorCode::Busy, "the router is unavailable").retry_after(100))?
 }
 
 impl Actor for Router {
@@ -57,6 +371,9 @@ impl Actor for Router {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1 << 16);
+        // Conversations that fell due while the process was down close now.
+        self.sweep_inactive(ctx);
+        ctx.run_interval(INACTIVITY_SWEEP, |act, ctx| act.sweep_inactive(ctx));
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -68,18 +385,26 @@ impl Actor for Router {
 
 fn load(core: &Core, id: i64, fresh: bool) -> Result<Loaded, AppError> {
     let store = &core.store;
-    let row = store
+    let record = store
         .conversation(id)?
         .ok_or_else(|| AppError::not_found("no such conversation"))?;
     let max_seq = store.max_seq(id)?;
     let client_ids = store.recent_client_ids(id, CLIENT_IDS_REMEMBERED as i64)?;
-    let tail = store.messages_between(id, (max_seq - TAIL_LOADED).max(0), max_seq, TAIL_LOADED)?;
+    let tail = store.messages_between(
+        id,
+        (max_seq - TAIL_LOADED).max(0),
+        max_seq,
+        TAIL_LOADED,
+        false,
+    )?;
+    let drafters = store.drafters(id)?;
     Ok(Loaded {
-        row,
+        record,
         max_seq,
         client_ids,
         tail,
         fresh,
+        drafters,
     })
 }
 
@@ -118,7 +443,7 @@ impl Handler<Lookup> for Router {
     }
 }
 
-/// Opens a new conversation for a visitor.
+/// Opens a new conversation for a visitor and routes it.
 #[derive(Message)]
 #[rtype(result = "Result<Addr<Conversation>, AppError>")]
 pub struct Open {
@@ -138,22 +463,39 @@ impl Handler<Open> for Router {
                 let now = core.clock.now_ms();
                 let core2 = core.clone();
                 tokio::task::spawn_blocking(move || {
-                    let row = core2
-                        .store
-                        .add_conversation(msg.visitor_id, &msg.channel, now)?;
+                    let store = &core2.store;
+                    let channel = store.channel_by_name(&msg.channel)?.ok_or_else(|| {
+                        AppError::bad_request(format!("unknown channel `{}`", msg.channel))
+                    })?;
+                    let row = store.add_conversation(
+                        msg.visitor_id,
+                        &channel.name,
+                        channel.team_id,
+                        now,
+                    )?;
+                    let record = store
+                        .conversation(row.id)?
+                        .ok_or_else(|| AppError::not_found("no such conversation"))?;
                     Ok::<_, AppError>(Loaded {
-                        row,
+                        record,
                         max_seq: 0,
                         client_ids: Vec::new(),
                         tail: Vec::new(),
                         fresh: true,
+                        drafters: Vec::new(),
                     })
                 })
                 .await
                 .map_err(|_| AppError::internal())?
             }
             .into_actor(self)
-            .map(|loaded, act, ctx| Ok(act.spawn(loaded?, ctx.address()))),
+            .map(|loaded, act, ctx| {
+                let loaded = loaded?;
+                let (id, team) = (loaded.record.row.id, loaded.record.row.team_id);
+                let addr = act.spawn(loaded, ctx.address());
+                act.route(ctx, id, team);
+                Ok(addr)
+            }),
         )
     }
 }
@@ -176,12 +518,216 @@ impl Handler<ConversationStopped> for Router {
     }
 }
 
+/// An operator changed a conversation's responsible operator (reassigned, took it, or
+/// answered it unassigned).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AssignmentChanged {
+    /// Conversation.
+    pub id: i64,
+    /// Who had it.
+    pub from: Option<i64>,
+    /// Who has it now; `None` sends it back to routing.
+    pub to: Option<i64>,
+    /// Whether it is open (only open conversations count against capacity).
+    pub open: bool,
+    /// Its team.
+    pub team_id: Option<i64>,
+}
+
+impl Handler<AssignmentChanged> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: AssignmentChanged, ctx: &mut Self::Context) {
+        self.forget_queued(msg.id);
+        if msg.open {
+            self.add_load(msg.from, -1);
+            self.add_load(msg.to, 1);
+            if msg.to.is_none() {
+                self.route(ctx, msg.id, msg.team_id);
+            }
+        }
+        self.drain(ctx);
+    }
+}
+
+/// A conversation closed or reopened.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StatusChanged {
+    /// Conversation.
+    pub id: i64,
+    /// Its responsible operator.
+    pub assignee: Option<i64>,
+    /// Open now.
+    pub open: bool,
+    /// Its team.
+    pub team_id: Option<i64>,
+}
+
+impl Handler<StatusChanged> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: StatusChanged, ctx: &mut Self::Context) {
+        if msg.open {
+            self.add_load(msg.assignee, 1);
+            if msg.assignee.is_none() {
+                // A visitor came back to a conversation nobody had: route it again.
+                self.route(ctx, msg.id, msg.team_id);
+            }
+        } else {
+            self.forget_queued(msg.id);
+            self.add_load(msg.assignee, -1);
+            self.drain(ctx);
+        }
+    }
+}
+
+/// An operator's console joined the live feed, or the operator's settings changed while
+/// online.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OperatorOnline {
+    /// The session.
+    pub session: u64,
+    /// The operator as stored now.
+    pub operator: Operator,
+}
+
+impl Handler<OperatorOnline> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: OperatorOnline, ctx: &mut Self::Context) {
+        let op = msg.operator;
+        let entry = self.online.entry(op.id).or_insert_with(|| Online {
+            name: op.name.clone(),
+            sessions: HashSet::new(),
+            capacity: op.capacity,
+            available: op.available,
+            may_chat: op.may_chat(),
+            teams: op.teams.clone(),
+            last_assigned: 0,
+        });
+        entry.sessions.insert(msg.session);
+        entry.name = op.name.clone();
+        entry.capacity = op.capacity;
+        entry.available = op.available;
+        entry.may_chat = op.may_chat();
+        entry.teams = op.teams;
+        self.drain(ctx);
+    }
+}
+
+/// An operator's console left (socket closed, login ended, permission revoked).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OperatorOffline {
+    /// The session.
+    pub session: u64,
+    /// The operator.
+    pub operator_id: i64,
+}
+
+impl Handler<OperatorOffline> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: OperatorOffline, _ctx: &mut Self::Context) {
+        if let Some(o) = self.online.get_mut(&msg.operator_id) {
+            o.sessions.remove(&msg.session);
+            if o.sessions.is_empty() {
+                self.online.remove(&msg.operator_id);
+            }
+        }
+    }
+}
+
+/// An operator's capacity, availability, teams or permission changed (from the API).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OperatorChanged {
+    /// The operator as stored now.
+    pub operator: Operator,
+}
+
+impl Handler<OperatorChanged> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: OperatorChanged, ctx: &mut Self::Context) {
+        let op = msg.operator;
+        if let Some(o) = self.online.get_mut(&op.id) {
+            o.name = op.name.clone();
+            o.capacity = op.capacity;
+            o.available = op.available;
+            o.may_chat = op.may_chat();
+            o.teams = op.teams;
+            self.drain(ctx);
+        }
+    }
+}
+
+/// An administrator changed the routing settings.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SettingsChanged {
+    /// The new settings.
+    pub settings: RoutingSettings,
+}
+
+impl Handler<SettingsChanged> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: SettingsChanged, ctx: &mut Self::Context) {
+        self.settings = msg.settings;
+        self.drain(ctx);
+    }
+}
+
+/// Runs the inactivity sweep now (tests move the clock, then ask).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SweepNow;
+
+impl Handler<SweepNow> for Router {
+    type Result = ();
+
+    fn handle(&mut self, _msg: SweepNow, ctx: &mut Self::Context) {
+        self.sweep_inactive(ctx);
+    }
+}
+
+/// Asks for the routing state (the console's overview, tests).
+#[derive(Message)]
+#[rtype(result = "RoutingSnapshot")]
+pub struct Snapshot;
+
+impl Handler<Snapshot> for Router {
+    type Result = MessageResult<Snapshot>;
+
+    fn handle(&mut self, _msg: Snapshot, _ctx: &mut Self::Context) -> Self::Result {
+        let mut online: Vec<OnlineOperator> = self
+            .online
+            .iter()
+            .map(|(id, o)| OnlineOperator {
+                id: *id,
+                name: o.name.clone(),
+                load: self.busy(*id),
+                capacity: o.capacity,
+                available: o.available,
+            })
+            .collect();
+        online.sort_by_key(|o| o.id);
+        MessageResult(RoutingSnapshot {
+            queue: self.queue.iter().map(|(id, _)| *id).collect(),
+            online,
+            settings: self.settings.clone(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Author;
     use crate::runtime::conversation::{InjectPanic, Post, Posted, Reply};
-    use std::time::Duration;
 
     async fn post(rt: &crate::runtime::Runtime, id: i64, visitor: i64, client_id: &str) -> Posted {
         let addr = rt.conversation(id).await.expect("conversation");
@@ -189,10 +735,12 @@ mod tests {
         rt.deliver(
             &addr,
             Post {
-                author: Author::visitor(),
-                author_id: visitor,
+                by: Requester::Visitor(visitor),
+                kind: crate::model::MessageKind::Text,
                 client_id: client_id.into(),
                 body: "hello".into(),
+                reply_to: None,
+                mentions: Vec::new(),
                 reply: Reply::Http(tx),
                 from_session: None,
             },

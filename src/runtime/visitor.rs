@@ -3,7 +3,9 @@
 //! last sequence number the widget holds, and forwards typed frames. It holds no business
 //! state beyond what it needs to deliver each message once.
 
-use super::conversation::{Attach, Attached, Conversation, Detach, MarkRead, Post, Reply, Typing};
+use super::conversation::{
+    Attach, Attached, Conversation, Detach, MarkRead, Post, Reply, Requester, Typing,
+};
 use super::persister::{PersistReply, PersistRequest};
 use super::router::Open;
 use super::session::{
@@ -13,7 +15,7 @@ use super::session::{
 use super::{Outbound, Runtime, Shutdown};
 use crate::auth;
 use crate::error::{AppError, ErrorCode};
-use crate::model::{Author, AuthorKind};
+use crate::model::MessageKind;
 use crate::protocol::{
     error_frame, parse_frame, validate_message, ServerFrame, VisitorFrame, VISITOR_TYPES,
 };
@@ -129,13 +131,17 @@ impl VisitorSession {
                 &AppError::new(ErrorCode::HelloRequired, "send `hello` first"),
                 None,
             ),
-            VisitorFrame::Message { client_id, body } => self.message(ctx, client_id, body),
+            VisitorFrame::Message {
+                client_id,
+                body,
+                reply_to,
+            } => self.message(ctx, client_id, body, reply_to),
             VisitorFrame::Typing { on } => {
-                if let Some((_, addr)) = &self.conversation {
+                if let (Some((_, addr)), Some(visitor)) = (&self.conversation, self.visitor_id) {
                     let _ = self.rt.deliver(
                         addr,
                         Typing {
-                            from: AuthorKind::Visitor,
+                            from: Requester::Visitor(visitor),
                             on,
                             from_session: self.id,
                         },
@@ -143,11 +149,11 @@ impl VisitorSession {
                 }
             }
             VisitorFrame::Read { seq } => {
-                if let Some((_, addr)) = &self.conversation {
+                if let (Some((_, addr)), Some(visitor)) = (&self.conversation, self.visitor_id) {
                     let _ = self.rt.deliver(
                         addr,
                         MarkRead {
-                            by: AuthorKind::Visitor,
+                            by: Requester::Visitor(visitor),
                             seq,
                         },
                     );
@@ -282,18 +288,38 @@ impl VisitorSession {
                     }
                     .encode(),
                 );
-                if let Some((id, addr, Attached { replay, .. })) = attached {
+                if let Some((id, addr, attached)) = attached {
                     act.conversation = Some((id, addr));
-                    for (seq, frame) in replay {
-                        act.deliver(ctx, Some(seq), frame);
-                    }
+                    act.attached(ctx, id, attached);
                 }
             }
             Err(e) => act.send_error(ctx, &e, None),
         }));
     }
 
-    fn message(&mut self, ctx: &mut ws::WebsocketContext<Self>, client_id: String, body: String) {
+    /// Replays what the client missed and tells it its place in the queue.
+    fn attached(&mut self, ctx: &mut ws::WebsocketContext<Self>, id: i64, attached: Attached) {
+        for (seq, frame) in attached.replay {
+            self.deliver(ctx, Some(seq), frame);
+        }
+        if attached.queue_position.is_some() {
+            ctx.text(
+                ServerFrame::Queue {
+                    conversation_id: id,
+                    position: attached.queue_position,
+                }
+                .encode(),
+            );
+        }
+    }
+
+    fn message(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        client_id: String,
+        body: String,
+        reply_to: Option<i64>,
+    ) {
         let max_chars = self.rt.core.config.max_message_chars;
         if let Err(e) = validate_message(&client_id, &body, max_chars) {
             return self.send_error(ctx, &e, Some(&client_id));
@@ -302,10 +328,12 @@ impl VisitorSession {
             return;
         };
         let post = Post {
-            author: Author::visitor(),
-            author_id: visitor_id,
+            by: Requester::Visitor(visitor_id),
+            kind: MessageKind::Text,
             client_id,
             body,
+            reply_to,
+            mentions: Vec::new(),
             reply: Reply::Session(ctx.address().recipient()),
             from_session: Some(self.id),
         };
@@ -362,14 +390,13 @@ impl VisitorSession {
                     }
                     .encode(),
                 );
-                for (seq, frame) in attached.replay {
-                    act.deliver(ctx, Some(seq), frame);
-                }
+                let id = attached.view.id;
+                act.attached(ctx, id, attached);
                 let client_id = post.client_id.clone();
                 if let Err(e) = act.rt.deliver(&addr, post) {
                     act.send_error(ctx, &e, Some(&client_id));
                 }
-                act.conversation = Some((attached.view.id, addr));
+                act.conversation = Some((id, addr));
             }
             Err(e) => {
                 let client_id = post.client_id.clone();

@@ -1,6 +1,8 @@
 //! Messages and the batched write path the persister commits.
 
-use super::schema::{conversations, messages, operators, visitors};
+use super::schema::{
+    assignments, conversation_members, conversations, messages, operators, visitors,
+};
 use super::{Pool, Store, StoreError, StoreResult};
 use crate::db_run;
 use crate::model::{Author, AuthorKind, ConversationStatus, MessageKind, MessageView};
@@ -30,6 +32,8 @@ pub struct NewMessage {
     pub body: String,
     /// Accepted at, ms.
     pub created_at: i64,
+    /// Details as a JSON object (quotes, event subjects, mentions).
+    pub meta: Option<String>,
 }
 
 /// One write the persister commits; a batch is a list of them in one transaction.
@@ -64,6 +68,45 @@ pub enum Write {
         /// Read up to this sequence number.
         seq: i64,
     },
+    /// A member of an internal chat read up to a sequence number.
+    MemberRead {
+        /// Conversation.
+        conversation_id: i64,
+        /// The member.
+        operator_id: i64,
+        /// Read up to here.
+        seq: i64,
+    },
+    /// The visitor's widget received messages up to a sequence number (OC15).
+    Delivered {
+        /// Conversation.
+        conversation_id: i64,
+        /// Received up to here.
+        seq: i64,
+    },
+    /// The responsible operator changed, with its audit record (OC8, XB12). Leaves the
+    /// queue.
+    Assign {
+        /// Conversation.
+        conversation_id: i64,
+        /// Who had it.
+        from: Option<i64>,
+        /// Who has it now.
+        to: Option<i64>,
+        /// Who decided; `None` for distribution.
+        by: Option<i64>,
+        /// Why, in the decider's words or the distribution's.
+        reason: String,
+        /// When, ms.
+        at: i64,
+    },
+    /// The conversation joined (`Some(since)`) or left (`None`) the waiting queue.
+    Queue {
+        /// Conversation.
+        conversation_id: i64,
+        /// Waiting since, ms.
+        queued_at: Option<i64>,
+    },
 }
 
 /// A client id already stored, with the sequence number it got.
@@ -89,11 +132,22 @@ type MessageRow = (
     String,
     i64,
     Option<String>,
+    Option<String>,
 );
 
 fn view(row: MessageRow) -> MessageView {
-    let (conversation_id, seq, kind, author_kind, author_id, client_id, body, created_at, name) =
-        row;
+    let (
+        conversation_id,
+        seq,
+        kind,
+        author_kind,
+        author_id,
+        client_id,
+        body,
+        created_at,
+        meta,
+        name,
+    ) = row;
     let kind_a = AuthorKind::parse(&author_kind);
     let author = match kind_a {
         AuthorKind::Operator => Author {
@@ -112,10 +166,11 @@ fn view(row: MessageRow) -> MessageView {
         body,
         client_id,
         created_at,
+        meta: meta.and_then(|m| serde_json::from_str(&m).ok()),
     }
 }
 
-/// Rows per SQLite INSERT: under its 32,766 bound variables at 8 columns a row.
+/// Rows per SQLite INSERT: under its 32,766 bound variables at 9 columns a row.
 const SQLITE_ROWS_PER_INSERT: usize = 1000;
 
 /// A batch sorted by kind of write, ready to apply.
@@ -149,7 +204,7 @@ impl<'a> BatchPlan<'a> {
                     e.0 = e.0.max(m.seq);
                     e.1 = e.1.max(m.created_at);
                 }
-                Write::Status { .. } | Write::Read { .. } => plan.others.push(w),
+                _ => plan.others.push(w),
             }
         }
         plan.touched = touched
@@ -204,6 +259,65 @@ macro_rules! apply_others {
                             .set(conversations::operator_read_seq.eq(seq))
                             .execute($conn)?;
                     }
+                }
+                Write::MemberRead {
+                    conversation_id,
+                    operator_id,
+                    seq,
+                } => {
+                    diesel::update(
+                        conversation_members::table
+                            .filter(conversation_members::conversation_id.eq(conversation_id))
+                            .filter(conversation_members::operator_id.eq(operator_id))
+                            .filter(conversation_members::read_seq.lt(seq)),
+                    )
+                    .set(conversation_members::read_seq.eq(seq))
+                    .execute($conn)?;
+                }
+                Write::Delivered {
+                    conversation_id,
+                    seq,
+                } => {
+                    diesel::update(
+                        conversations::table
+                            .find(conversation_id)
+                            .filter(conversations::visitor_delivered_seq.lt(seq)),
+                    )
+                    .set(conversations::visitor_delivered_seq.eq(seq))
+                    .execute($conn)?;
+                }
+                Write::Assign {
+                    conversation_id,
+                    from,
+                    to,
+                    by,
+                    reason,
+                    at,
+                } => {
+                    diesel::update(conversations::table.find(conversation_id))
+                        .set((
+                            conversations::assignee_id.eq(to),
+                            conversations::queued_at.eq(None::<i64>),
+                        ))
+                        .execute($conn)?;
+                    diesel::insert_into(assignments::table)
+                        .values((
+                            assignments::conversation_id.eq(conversation_id),
+                            assignments::from_operator_id.eq(from),
+                            assignments::to_operator_id.eq(to),
+                            assignments::by_operator_id.eq(by),
+                            assignments::reason.eq(reason),
+                            assignments::at.eq(at),
+                        ))
+                        .execute($conn)?;
+                }
+                Write::Queue {
+                    conversation_id,
+                    queued_at,
+                } => {
+                    diesel::update(conversations::table.find(conversation_id))
+                        .set(conversations::queued_at.eq(queued_at))
+                        .execute($conn)?;
                 }
                 Write::Message(_) | Write::Visitor { .. } => {}
             }
@@ -266,9 +380,9 @@ fn commit_postgres(conn: &mut PgConnection, plan: &BatchPlan<'_>) -> StoreResult
         let m = &plan.messages;
         let inserted = diesel::sql_query(
             "INSERT INTO messages \
-             (conversation_id, seq, kind, author_kind, author_id, client_id, body, created_at) \
+             (conversation_id, seq, kind, author_kind, author_id, client_id, body, created_at, meta) \
              SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], \
-             $5::bigint[], $6::text[], $7::text[], $8::bigint[]) ON CONFLICT DO NOTHING",
+             $5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::text[]) ON CONFLICT DO NOTHING",
         )
         .bind::<Array<BigInt>, _>(m.iter().map(|m| m.conversation_id).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(m.iter().map(|m| m.seq).collect::<Vec<_>>())
@@ -280,6 +394,7 @@ fn commit_postgres(conn: &mut PgConnection, plan: &BatchPlan<'_>) -> StoreResult
         )
         .bind::<Array<Text>, _>(m.iter().map(|m| m.body.as_str()).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(m.iter().map(|m| m.created_at).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(m.iter().map(|m| m.meta.as_deref()).collect::<Vec<_>>())
         .execute(conn)?;
         if inserted < m.len() {
             return Err(duplicate_client_id());
@@ -317,16 +432,18 @@ impl Store {
         }
     }
 
-    /// Messages of a conversation with `after < seq <= upto`, in order, at most `limit`.
+    /// Messages of a conversation with `after < seq <= upto`, in order, at most `limit`;
+    /// `for_visitor` leaves out what only operators see (notes).
     pub fn messages_between(
         &self,
         conversation_id: i64,
         after: i64,
         upto: i64,
         limit: i64,
+        for_visitor: bool,
     ) -> StoreResult<Vec<MessageView>> {
         db_run!(self, |conn| {
-            let rows: Vec<MessageRow> = messages::table
+            let mut q = messages::table
                 .left_join(
                     operators::table.on(messages::author_kind
                         .eq("operator")
@@ -346,9 +463,14 @@ impl Store {
                     messages::client_id,
                     messages::body,
                     messages::created_at,
+                    messages::meta,
                     operators::name.nullable(),
                 ))
-                .load(conn)?;
+                .into_boxed();
+            if for_visitor {
+                q = q.filter(messages::kind.ne(crate::model::MessageKind::Note.as_str()));
+            }
+            let rows: Vec<MessageRow> = q.load(conn)?;
             Ok(rows.into_iter().map(view).collect())
         })
     }

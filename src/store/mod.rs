@@ -2,10 +2,14 @@
 //! start from the database URL. Queries are written once and compiled for both backends by
 //! [`db_run!`]; SQL that differs between them lives in an explicit `match` on the backend.
 
+pub mod contacts;
 pub mod conversations;
+pub mod drafts;
 pub mod messages;
 pub mod operators;
 pub mod schema;
+pub mod settings;
+pub mod teams;
 pub mod visitors;
 
 use crate::config::{Config, DatabaseKind};

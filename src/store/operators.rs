@@ -1,6 +1,7 @@
-//! Operators and their login tokens.
+//! Operators, their login tokens, and what they belong to: user groups (which carry the
+//! chat permission, OC1) and teams (which route conversations).
 
-use super::schema::{operator_tokens, operators};
+use super::schema::{operator_groups, operator_tokens, operators, team_members, user_groups};
 use super::{Store, StoreError, StoreResult};
 use crate::db_run;
 use diesel::prelude::*;
@@ -20,10 +21,14 @@ pub struct OperatorRow {
     pub password_hash: String,
     /// Administrators may do everything.
     pub is_admin: bool,
-    /// Without it an operator may log in but not touch conversations (OC1).
-    pub can_chat: bool,
     /// Creation time, ms.
     pub created_at: i64,
+    /// Most open conversations distribution gives the operator at once.
+    pub capacity: i64,
+    /// Takes new conversations while online.
+    pub available: bool,
+    /// `section` or `popup` (OC2).
+    pub display_mode: String,
 }
 
 /// An operator as the API shows it (never the hash).
@@ -37,20 +42,60 @@ pub struct Operator {
     pub name: String,
     /// Administrator.
     pub is_admin: bool,
-    /// May chat.
+    /// A user group of the operator carries the chat permission (administrators chat
+    /// whatever their groups say, see [`Operator::may_chat`]).
     pub can_chat: bool,
+    /// Most open conversations distribution gives the operator at once (XB13).
+    pub capacity: i64,
+    /// Takes new conversations while online.
+    pub available: bool,
+    /// Console preference, `section` or `popup` (OC2).
+    pub display_mode: String,
+    /// The user groups the operator belongs to.
+    pub groups: Vec<i64>,
+    /// The teams the operator belongs to.
+    pub teams: Vec<i64>,
 }
 
-impl From<OperatorRow> for Operator {
-    fn from(r: OperatorRow) -> Self {
-        Operator {
-            id: r.id,
-            email: r.email,
-            name: r.name,
-            is_admin: r.is_admin,
-            can_chat: r.can_chat,
-        }
+impl Operator {
+    /// Whether the operator may touch conversations (OC1: administrators always may).
+    pub fn may_chat(&self) -> bool {
+        self.is_admin || self.can_chat
     }
+}
+
+/// A user group: a set of operators and the permission it carries (OC1).
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = user_groups)]
+pub struct UserGroup {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Members may chat.
+    pub can_chat: bool,
+    /// Creation time, ms.
+    #[serde(skip)]
+    pub created_at: i64,
+}
+
+/// What an administrator may change about an operator; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct OperatorChange {
+    /// New display name.
+    pub name: Option<String>,
+    /// Administrator or not.
+    pub is_admin: Option<bool>,
+    /// Capacity.
+    pub capacity: Option<i64>,
+    /// Takes new conversations.
+    pub available: Option<bool>,
+    /// `section` or `popup`.
+    pub display_mode: Option<String>,
+    /// The complete set of user groups.
+    pub groups: Option<Vec<i64>>,
+    /// The complete set of teams.
+    pub teams: Option<Vec<i64>>,
 }
 
 #[derive(Insertable)]
@@ -60,7 +105,6 @@ struct NewOperator<'a> {
     name: &'a str,
     password_hash: &'a str,
     is_admin: bool,
-    can_chat: bool,
     created_at: i64,
 }
 
@@ -69,8 +113,48 @@ pub fn normalise_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
+/// What an operator row needs to become an [`Operator`]: its groups (with their
+/// permission) and its teams.
+macro_rules! complete {
+    ($conn:expr, $rows:expr) => {{
+        let rows: Vec<OperatorRow> = $rows;
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let memberships: Vec<(i64, i64, bool)> = operator_groups::table
+            .inner_join(user_groups::table)
+            .filter(operator_groups::operator_id.eq_any(&ids))
+            .select((
+                operator_groups::operator_id,
+                operator_groups::group_id,
+                user_groups::can_chat,
+            ))
+            .load($conn)?;
+        let teams: Vec<(i64, i64)> = team_members::table
+            .filter(team_members::operator_id.eq_any(&ids))
+            .select((team_members::operator_id, team_members::team_id))
+            .load($conn)?;
+        rows.into_iter()
+            .map(|r| {
+                let mine = memberships.iter().filter(|m| m.0 == r.id);
+                Operator {
+                    can_chat: mine.clone().any(|m| m.2),
+                    groups: mine.map(|m| m.1).collect(),
+                    teams: teams.iter().filter(|t| t.0 == r.id).map(|t| t.1).collect(),
+                    id: r.id,
+                    email: r.email,
+                    name: r.name,
+                    is_admin: r.is_admin,
+                    capacity: r.capacity,
+                    available: r.available,
+                    display_mode: r.display_mode,
+                }
+            })
+            .collect::<Vec<Operator>>()
+    }};
+}
+
 impl Store {
-    /// Adds an operator; the e-mail must be new.
+    /// Adds an operator; the e-mail must be new. Without `groups`, the operator joins the
+    /// default chat group (`Chat operators`), so a new colleague can answer at once.
     pub fn add_operator(
         &self,
         email: &str,
@@ -85,21 +169,37 @@ impl Store {
             name: name.trim(),
             password_hash,
             is_admin,
-            can_chat: true,
             created_at: now,
         };
-        let result: Result<OperatorRow, StoreError> = db_run!(self, |conn| {
-            diesel::insert_into(operators::table)
-                .values(&row)
-                .returning(OperatorRow::as_returning())
-                .get_result(conn)
-                .map_err(StoreError::from)
-        });
+        let result: Result<Operator, StoreError> = db_run!(self, |conn| {
+            conn.transaction(|conn| {
+                let row: OperatorRow = diesel::insert_into(operators::table)
+                    .values(&row)
+                    .returning(OperatorRow::as_returning())
+                    .get_result(conn)?;
+                let default: Option<i64> = user_groups::table
+                    .filter(user_groups::can_chat.eq(true))
+                    .order((user_groups::name.ne("Chat operators"), user_groups::id))
+                    .select(user_groups::id)
+                    .first(conn)
+                    .optional()?;
+                if let Some(group) = default {
+                    diesel::insert_into(operator_groups::table)
+                        .values((
+                            operator_groups::operator_id.eq(row.id),
+                            operator_groups::group_id.eq(group),
+                        ))
+                        .execute(conn)?;
+                }
+                Ok::<_, StoreError>(complete!(conn, vec![row]))
+            })
+        })
+        .and_then(|mut v: Vec<Operator>| v.pop().ok_or(StoreError::NotFound));
         match result {
             Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(
                 "an operator with this e-mail already exists".into(),
             )),
-            other => other.map(Operator::from),
+            other => other,
         }
     }
 
@@ -115,14 +215,101 @@ impl Store {
         })
     }
 
-    /// Sets whether an operator may chat.
-    pub fn set_operator_can_chat(&self, id: i64, can_chat: bool) -> StoreResult<Operator> {
+    /// One operator with its groups and teams.
+    pub fn operator(&self, id: i64) -> StoreResult<Option<Operator>> {
         db_run!(self, |conn| {
-            let row = diesel::update(operators::table.find(id))
-                .set(operators::can_chat.eq(can_chat))
-                .returning(OperatorRow::as_returning())
-                .get_result(conn)?;
-            Ok(Operator::from(row))
+            let rows = operators::table
+                .filter(operators::id.eq(id))
+                .select(OperatorRow::as_select())
+                .load(conn)?;
+            Ok(complete!(conn, rows).pop())
+        })
+    }
+
+    /// Applies an administrator's (or the operator's own) change; unknown groups or teams
+    /// are refused.
+    pub fn update_operator(&self, id: i64, change: &OperatorChange) -> StoreResult<Operator> {
+        db_run!(self, |conn| {
+            conn.transaction(|conn| {
+                let exists: i64 = operators::table
+                    .filter(operators::id.eq(id))
+                    .count()
+                    .get_result(conn)?;
+                if exists == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                let target = operators::table.find(id);
+                if let Some(name) = &change.name {
+                    diesel::update(target)
+                        .set(operators::name.eq(name.trim()))
+                        .execute(conn)?;
+                }
+                if let Some(v) = change.is_admin {
+                    diesel::update(target)
+                        .set(operators::is_admin.eq(v))
+                        .execute(conn)?;
+                }
+                if let Some(v) = change.capacity {
+                    diesel::update(target)
+                        .set(operators::capacity.eq(v))
+                        .execute(conn)?;
+                }
+                if let Some(v) = change.available {
+                    diesel::update(target)
+                        .set(operators::available.eq(v))
+                        .execute(conn)?;
+                }
+                if let Some(v) = &change.display_mode {
+                    diesel::update(target)
+                        .set(operators::display_mode.eq(v))
+                        .execute(conn)?;
+                }
+                if let Some(groups) = &change.groups {
+                    let known: i64 = user_groups::table
+                        .filter(user_groups::id.eq_any(groups))
+                        .count()
+                        .get_result(conn)?;
+                    if known as usize != dedup(groups).len() {
+                        return Err(StoreError::Conflict("no such user group".into()));
+                    }
+                    diesel::delete(
+                        operator_groups::table.filter(operator_groups::operator_id.eq(id)),
+                    )
+                    .execute(conn)?;
+                    for g in dedup(groups) {
+                        diesel::insert_into(operator_groups::table)
+                            .values((
+                                operator_groups::operator_id.eq(id),
+                                operator_groups::group_id.eq(g),
+                            ))
+                            .execute(conn)?;
+                    }
+                }
+                if let Some(teams) = &change.teams {
+                    let known: i64 = super::schema::teams::table
+                        .filter(super::schema::teams::id.eq_any(teams))
+                        .count()
+                        .get_result(conn)?;
+                    if known as usize != dedup(teams).len() {
+                        return Err(StoreError::Conflict("no such team".into()));
+                    }
+                    diesel::delete(team_members::table.filter(team_members::operator_id.eq(id)))
+                        .execute(conn)?;
+                    for t in dedup(teams) {
+                        diesel::insert_into(team_members::table)
+                            .values((
+                                team_members::team_id.eq(t),
+                                team_members::operator_id.eq(id),
+                            ))
+                            .execute(conn)?;
+                    }
+                }
+                let rows = operators::table
+                    .filter(operators::id.eq(id))
+                    .select(OperatorRow::as_select())
+                    .load(conn)?;
+                complete!(conn, rows).pop().ok_or(StoreError::NotFound)
+            })
         })
     }
 
@@ -133,7 +320,55 @@ impl Store {
                 .order(operators::id)
                 .select(OperatorRow::as_select())
                 .load(conn)?;
-            Ok(rows.into_iter().map(Operator::from).collect())
+            Ok(complete!(conn, rows))
+        })
+    }
+
+    /// How many operators exist (zero means the first-run set-up is open).
+    pub fn operator_count(&self) -> StoreResult<i64> {
+        db_run!(self, |conn| Ok(operators::table
+            .count()
+            .get_result(conn)?))
+    }
+
+    /// Every user group, by id.
+    pub fn list_groups(&self) -> StoreResult<Vec<UserGroup>> {
+        db_run!(self, |conn| {
+            Ok(user_groups::table
+                .order(user_groups::id)
+                .select(UserGroup::as_select())
+                .load(conn)?)
+        })
+    }
+
+    /// Adds a user group; the name must be new.
+    pub fn add_group(&self, name: &str, can_chat: bool, now: i64) -> StoreResult<UserGroup> {
+        let r: StoreResult<UserGroup> = db_run!(self, |conn| {
+            diesel::insert_into(user_groups::table)
+                .values((
+                    user_groups::name.eq(name.trim()),
+                    user_groups::can_chat.eq(can_chat),
+                    user_groups::created_at.eq(now),
+                ))
+                .returning(UserGroup::as_returning())
+                .get_result(conn)
+                .map_err(StoreError::from)
+        });
+        match r {
+            Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(
+                "a user group with this name already exists".into(),
+            )),
+            other => other,
+        }
+    }
+
+    /// Grants or revokes a group's chat permission.
+    pub fn set_group_can_chat(&self, id: i64, can_chat: bool) -> StoreResult<UserGroup> {
+        db_run!(self, |conn| {
+            Ok(diesel::update(user_groups::table.find(id))
+                .set(user_groups::can_chat.eq(can_chat))
+                .returning(UserGroup::as_returning())
+                .get_result(conn)?)
         })
     }
 
@@ -172,7 +407,10 @@ impl Store {
                 .select((OperatorRow::as_select(), operator_tokens::expires_at))
                 .first::<(OperatorRow, i64)>(conn)
                 .optional()?;
-            Ok(found.map(|(row, exp)| (Operator::from(row), exp)))
+            let Some((row, exp)) = found else {
+                return Ok(None);
+            };
+            Ok(complete!(conn, vec![row]).pop().map(|op| (op, exp)))
         })
     }
 
@@ -190,4 +428,11 @@ impl Store {
             Ok(())
         })
     }
+}
+
+fn dedup(ids: &[i64]) -> Vec<i64> {
+    let mut v = ids.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v
 }

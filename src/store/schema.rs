@@ -8,8 +8,10 @@ diesel::table! {
         name -> Text,
         password_hash -> Text,
         is_admin -> Bool,
-        can_chat -> Bool,
         created_at -> BigInt,
+        capacity -> BigInt,
+        available -> Bool,
+        display_mode -> Text,
     }
 }
 
@@ -33,7 +35,7 @@ diesel::table! {
 diesel::table! {
     conversations (id) {
         id -> BigInt,
-        visitor_id -> BigInt,
+        visitor_id -> Nullable<BigInt>,
         channel -> Text,
         status -> Text,
         last_seq -> BigInt,
@@ -42,6 +44,12 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         closed_at -> Nullable<BigInt>,
+        kind -> Text,
+        assignee_id -> Nullable<BigInt>,
+        team_id -> Nullable<BigInt>,
+        queued_at -> Nullable<BigInt>,
+        contact_id -> Nullable<BigInt>,
+        visitor_delivered_seq -> BigInt,
     }
 }
 
@@ -55,16 +63,125 @@ diesel::table! {
         client_id -> Nullable<Text>,
         body -> Text,
         created_at -> BigInt,
+        meta -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    user_groups (id) {
+        id -> BigInt,
+        name -> Text,
+        can_chat -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    operator_groups (operator_id, group_id) {
+        operator_id -> BigInt,
+        group_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    teams (id) {
+        id -> BigInt,
+        name -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    team_members (team_id, operator_id) {
+        team_id -> BigInt,
+        operator_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    channels (id) {
+        id -> BigInt,
+        name -> Text,
+        title -> Text,
+        kind -> Text,
+        team_id -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    contacts (id) {
+        id -> BigInt,
+        name -> Text,
+        owner_id -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    conversation_members (conversation_id, operator_id) {
+        conversation_id -> BigInt,
+        operator_id -> BigInt,
+        read_seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    assignments (id) {
+        id -> BigInt,
+        conversation_id -> BigInt,
+        from_operator_id -> Nullable<BigInt>,
+        to_operator_id -> Nullable<BigInt>,
+        by_operator_id -> Nullable<BigInt>,
+        reason -> Text,
+        at -> BigInt,
+    }
+}
+
+diesel::table! {
+    drafts (operator_id, conversation_id) {
+        operator_id -> BigInt,
+        conversation_id -> BigInt,
+        body -> Text,
+        reply_to -> Nullable<BigInt>,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    settings (key) {
+        key -> Text,
+        value -> Text,
     }
 }
 
 diesel::joinable!(operator_tokens -> operators (operator_id));
 diesel::joinable!(conversations -> visitors (visitor_id));
+diesel::joinable!(conversations -> contacts (contact_id));
 diesel::joinable!(messages -> conversations (conversation_id));
+diesel::joinable!(operator_groups -> user_groups (group_id));
+diesel::joinable!(operator_groups -> operators (operator_id));
+diesel::joinable!(team_members -> teams (team_id));
+diesel::joinable!(team_members -> operators (operator_id));
+diesel::joinable!(channels -> teams (team_id));
+diesel::joinable!(conversation_members -> conversations (conversation_id));
+diesel::joinable!(conversation_members -> operators (operator_id));
+diesel::joinable!(drafts -> conversations (conversation_id));
 diesel::allow_tables_to_appear_in_same_query!(
     operators,
     operator_tokens,
     visitors,
     conversations,
-    messages
+    messages,
+    user_groups,
+    operator_groups,
+    teams,
+    team_members,
+    channels,
+    contacts,
+    conversation_members,
+    assignments,
+    drafts,
+    settings
 );

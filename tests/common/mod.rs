@@ -8,6 +8,7 @@ use actix_codec::Framed;
 use awc::ws;
 use charla::clock::ManualClock;
 use charla::config::Config;
+pub use charla::store::settings::RoutingSettings;
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use futures_util::{SinkExt, StreamExt};
@@ -174,10 +175,40 @@ impl TestServer {
         Self::start_with(db, |_| {}).await
     }
 
-    /// Starts a server on `db` after `tweak` adjusts the configuration.
+    /// Starts a server on `db` after `tweak` adjusts the configuration. Automatic
+    /// distribution and auto-close are off, so a scenario about the runtime sees only its
+    /// own messages; routing scenarios use [`TestServer::start_routed`].
     pub async fn start_with(db: &TestDb, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_full(
+            db,
+            tweak,
+            RoutingSettings {
+                distribution: false,
+                default_assignee_id: None,
+                auto_close_minutes: 0,
+            },
+        )
+        .await
+    }
+
+    /// Starts a server with these routing settings (stored before it starts, as an
+    /// administrator would have left them).
+    pub async fn start_routed(db: &TestDb, routing: RoutingSettings) -> TestServer {
+        Self::start_full(db, |_| {}, routing).await
+    }
+
+    async fn start_full(
+        db: &TestDb,
+        tweak: impl FnOnce(&mut Config),
+        routing: RoutingSettings,
+    ) -> TestServer {
         let mut cfg = test_config(db);
         tweak(&mut cfg);
+        let store = charla::app::open_store(&cfg).expect("database opens");
+        store
+            .set_routing_settings(&routing)
+            .expect("routing settings stored");
+        drop(store);
         let clock = ManualClock::new();
         let server = charla::app::start_with_clock(cfg, Arc::new(clock.clone()))
             .await
@@ -209,11 +240,17 @@ impl TestServer {
     /// Adds an operator directly in the store and logs in over HTTP; returns the token
     /// and the operator's id.
     pub async fn operator(&self, email: &str, admin: bool) -> (String, i64) {
+        self.named_operator(email, "Op", admin).await
+    }
+
+    /// [`TestServer::operator`] with a display name.
+    pub async fn named_operator(&self, email: &str, name: &str, admin: bool) -> (String, i64) {
         let store = self.runtime().core.store.clone();
         let hash = charla::auth::hash_password("secret-password").expect("hash");
         let e = email.to_string();
+        let n = name.to_string();
         let op = store
-            .call(move |s| s.add_operator(&e, "Op", &hash, admin, 0))
+            .call(move |s| s.add_operator(&e, &n, &hash, admin, 0))
             .await
             .expect("add operator");
         let (status, body) = self
@@ -276,6 +313,20 @@ impl TestServer {
         )
     }
 
+    /// PUTs JSON.
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut req = awc::Client::new().put(self.url(path));
+        if let Some(t) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {t}")));
+        }
+        let mut res = req.send_json(&body).await.expect("request");
+        let bytes = res.body().limit(16 << 20).await.expect("body");
+        (
+            res.status().as_u16(),
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
     /// GETs JSON (or text, as a JSON string, when the answer is not JSON).
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         let mut req = awc::Client::new().get(self.url(path));
@@ -287,6 +338,20 @@ impl TestServer {
         let value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         (res.status().as_u16(), value)
+    }
+
+    /// The operator behind `token` takes the unassigned conversation `cid` (so a scenario
+    /// about something else knows where the `assigned` event falls).
+    pub async fn take(&self, cid: i64, token: &str) -> Value {
+        let (status, body) = self
+            .post(
+                &format!("/api/conversations/{cid}/take"),
+                Some(token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "take: {body}");
+        body
     }
 
     /// A new websocket to `path`.
@@ -413,6 +478,16 @@ impl Ws {
         loop {
             let v = self.next().await;
             if v["type"] == kind {
+                return v;
+            }
+        }
+    }
+
+    /// The next `message` frame with written text (skipping events such as `assigned`).
+    pub async fn next_text(&mut self) -> Value {
+        loop {
+            let v = self.next_of("message").await;
+            if v["kind"] == "text" {
                 return v;
             }
         }

@@ -26,7 +26,7 @@ CREATE TABLE visitors (
 
 CREATE TABLE conversations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    visitor_id BIGINT NOT NULL REFERENCES visitors(id),
+    visitor_id BIGINT REFERENCES visitors(id),
     channel TEXT NOT NULL DEFAULT 'web',
     status TEXT NOT NULL DEFAULT 'open',
     last_seq BIGINT NOT NULL DEFAULT 0,

@@ -112,7 +112,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, static_dir: &std::path::Path) {
             })),
     );
     if static_dir.is_dir() {
-        cfg.service(actix_files::Files::new("/", static_dir).index_file("index.html"));
+        cfg.service(
+            actix_files::Files::new("/", static_dir)
+                .index_file("index.html")
+                .redirect_to_slash_directory(),
+        );
     }
 }
 

@@ -187,6 +187,7 @@ impl TestServer {
                 default_assignee_id: None,
                 auto_close_minutes: 0,
             },
+            0,
         )
         .await
     }
@@ -194,13 +195,24 @@ impl TestServer {
     /// Starts a server with these routing settings (stored before it starts, as an
     /// administrator would have left them).
     pub async fn start_routed(db: &TestDb, routing: RoutingSettings) -> TestServer {
-        Self::start_full(db, |_| {}, routing).await
+        Self::start_full(db, |_| {}, routing, 0).await
+    }
+
+    /// [`TestServer::start_routed`] with the clock `ahead_ms` in the future from the start,
+    /// as if the server had been down that long.
+    pub async fn start_routed_at(
+        db: &TestDb,
+        routing: RoutingSettings,
+        ahead_ms: i64,
+    ) -> TestServer {
+        Self::start_full(db, |_| {}, routing, ahead_ms).await
     }
 
     async fn start_full(
         db: &TestDb,
         tweak: impl FnOnce(&mut Config),
         routing: RoutingSettings,
+        ahead_ms: i64,
     ) -> TestServer {
         let mut cfg = test_config(db);
         tweak(&mut cfg);
@@ -210,6 +222,7 @@ impl TestServer {
             .expect("routing settings stored");
         drop(store);
         let clock = ManualClock::new();
+        clock.advance(ahead_ms);
         let server = charla::app::start_with_clock(cfg, Arc::new(clock.clone()))
             .await
             .expect("server starts");

@@ -1,0 +1,774 @@
+//! Routing and ownership: the permission matrix of every routing action over HTTP and
+//! websocket (OC1, OC8, OC14, XB12; invariant 5 of ARCHITECTURE.md), distribution with
+//! capacity and a first-in-first-out queue (OC4, XB13), the default assignee and auto-close
+//! that survives a restart (OC3; invariant 6).
+
+// A failed expectation in a test is the test failing; panicking is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{RoutingSettings, TestDb, TestServer, Ws};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn routed(distribution: bool) -> RoutingSettings {
+    RoutingSettings {
+        distribution,
+        default_assignee_id: None,
+        auto_close_minutes: 0,
+    }
+}
+
+/// Polls `GET /api/conversations/{cid}` until `check` holds on its header.
+async fn header_until(
+    srv: &TestServer,
+    token: &str,
+    cid: i64,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    for _ in 0..250 {
+        let (status, body) = srv
+            .get(&format!("/api/conversations/{cid}"), Some(token))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        if check(&body["conversation"]) {
+            return body["conversation"].clone();
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("conversation {cid} never got {what}");
+}
+
+fn assignee(h: &Value) -> Option<i64> {
+    h["assignee"]["id"].as_i64()
+}
+
+/// A visitor with a conversation (its first message sent and acked).
+async fn visitor_with_conversation(srv: &TestServer, text: &str) -> (Ws, i64) {
+    let (ws, cid, _) = visitor_seeing(srv, text).await;
+    (ws, cid)
+}
+
+/// [`visitor_with_conversation`], keeping the places in the queue the visitor was told
+/// before the ack.
+async fn visitor_seeing(srv: &TestServer, text: &str) -> (Ws, i64, Vec<Value>) {
+    let (mut ws, _) = srv.new_visitor().await;
+    ws.send(json!({"type": "message", "client_id": "first", "body": text}))
+        .await;
+    let mut places = Vec::new();
+    loop {
+        let f = ws.next().await;
+        match f["type"].as_str() {
+            Some("queue") => places.push(f["position"].clone()),
+            Some("ack") => {
+                let cid = f["conversation_id"].as_i64().expect("id");
+                return (ws, cid, places);
+            }
+            Some("error") => panic!("{f}"),
+            _ => {}
+        }
+    }
+}
+
+/// The next place in the queue a visitor is told.
+async fn place(v: &mut Ws) -> Value {
+    v.next_of("queue").await["position"].clone()
+}
+
+/// What a routing action answered: `Ok` or the error code.
+type Outcome = Result<(), String>;
+
+fn outcome(status: u16, body: &Value) -> Outcome {
+    if status == 200 {
+        Ok(())
+    } else {
+        Err(body["error"]["code"].as_str().unwrap_or("?").to_string())
+    }
+}
+
+/// One routing action, over HTTP or over an operator websocket.
+async fn act(
+    srv: &TestServer,
+    token: &str,
+    over_ws: bool,
+    cid: i64,
+    action: &str,
+    n: usize,
+) -> Outcome {
+    let client_id = format!("{action}-{n}-{}", if over_ws { "ws" } else { "http" });
+    let (path, body, frame) = match action {
+        "reply" => (
+            "messages",
+            json!({"client_id": client_id, "body": "reply"}),
+            json!({"type": "message", "conversation_id": cid, "client_id": client_id, "body": "reply"}),
+        ),
+        "note" => (
+            "messages",
+            json!({"client_id": client_id, "body": "a note", "kind": "note"}),
+            json!({"type": "message", "conversation_id": cid, "client_id": client_id, "body": "a note", "kind": "note"}),
+        ),
+        "close" => (
+            "close",
+            json!({"client_id": client_id}),
+            json!({"type": "close", "conversation_id": cid, "client_id": client_id}),
+        ),
+        "reopen" => (
+            "reopen",
+            json!({"client_id": client_id}),
+            json!({"type": "reopen", "conversation_id": cid, "client_id": client_id}),
+        ),
+        "take" => (
+            "take",
+            json!({"client_id": client_id}),
+            json!({"type": "take", "conversation_id": cid, "client_id": client_id}),
+        ),
+        other => panic!("no action {other}"),
+    };
+    if !over_ws {
+        let (status, answer) = srv
+            .post(
+                &format!("/api/conversations/{cid}/{path}"),
+                Some(token),
+                body,
+            )
+            .await;
+        return outcome(status, &answer);
+    }
+    let mut ws = srv.ws("/ws/operator").await;
+    ws.send(json!({"type": "auth", "token": token})).await;
+    ws.next_of("ready").await;
+    ws.send(frame).await;
+    loop {
+        let f = ws.next_of_any(&["ack", "error"]).await;
+        if f["client_id"] == client_id.as_str() {
+            return if f["type"] == "ack" {
+                Ok(())
+            } else {
+                Err(f["code"].as_str().unwrap_or("?").to_string())
+            };
+        }
+    }
+}
+
+/// Reassigns over HTTP or websocket.
+async fn reassign(
+    srv: &TestServer,
+    token: &str,
+    over_ws: bool,
+    cid: i64,
+    to: Option<i64>,
+    n: usize,
+) -> Outcome {
+    let client_id = format!("assign-{n}-{over_ws}");
+    if !over_ws {
+        let (status, answer) = srv
+            .post(
+                &format!("/api/conversations/{cid}/assign"),
+                Some(token),
+                json!({"operator_id": to, "reason": "matrix", "client_id": client_id}),
+            )
+            .await;
+        return outcome(status, &answer);
+    }
+    let mut ws = srv.ws("/ws/operator").await;
+    ws.send(json!({"type": "auth", "token": token})).await;
+    ws.next_of("ready").await;
+    ws.send(json!({"type": "assign", "conversation_id": cid, "client_id": client_id, "operator_id": to, "reason": "matrix"}))
+        .await;
+    let f = ws.next_of_any(&["ack", "error"]).await;
+    if f["type"] == "ack" {
+        Ok(())
+    } else {
+        Err(f["code"].as_str().unwrap_or("?").to_string())
+    }
+}
+
+async fn the_permission_matrix_of_routing_actions(db: TestDb) {
+    let srv = TestServer::start(&db).await;
+    let (admin, admin_id) = srv.named_operator("admin@example.com", "Adela", true).await;
+    let (owner, owner_id) = srv.named_operator("owner@example.com", "Olga", false).await;
+    let (other, other_id) = srv
+        .named_operator("other@example.com", "Oscar", false)
+        .await;
+    let (muted, muted_id) = srv.named_operator("muted@example.com", "Mudo", false).await;
+    let (status, _) = srv
+        .patch(
+            &format!("/api/operators/{muted_id}"),
+            Some(&admin),
+            json!({"groups": []}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_visitor, cid) = visitor_with_conversation(&srv, "help").await;
+    srv.take(cid, &owner).await;
+
+    let forbidden = || Err("forbidden".to_string());
+    let not_assigned = || Err("not_assigned".to_string());
+    let mut n = 0;
+    for over_ws in [false, true] {
+        // Writing: only the responsible operator writes text; notes are open to every
+        // operator with the chat permission.
+        for (token, reply, note) in [
+            (&owner, Ok(()), Ok(())),
+            (&admin, not_assigned(), Ok(())),
+            (&other, not_assigned(), Ok(())),
+            (&muted, forbidden(), forbidden()),
+        ] {
+            n += 1;
+            assert_eq!(
+                act(&srv, token, over_ws, cid, "reply", n).await,
+                reply,
+                "reply ws={over_ws}"
+            );
+            assert_eq!(
+                act(&srv, token, over_ws, cid, "note", n).await,
+                note,
+                "note ws={over_ws}"
+            );
+            // Taking a conversation someone has is refused to colleagues (the owner already
+            // has it; an administrator's take is a reassignment, checked at the end).
+            if token != &admin {
+                let take = if token == &owner {
+                    Ok(())
+                } else if token == &muted {
+                    forbidden()
+                } else {
+                    not_assigned()
+                };
+                assert_eq!(
+                    act(&srv, token, over_ws, cid, "take", n).await,
+                    take,
+                    "take ws={over_ws}"
+                );
+            }
+        }
+        // Closing and reopening: the responsible operator or an administrator.
+        for (token, allowed) in [
+            (&other, not_assigned()),
+            (&muted, forbidden()),
+            (&owner, Ok(())),
+            (&admin, Ok(())),
+        ] {
+            n += 1;
+            let closed = act(&srv, token, over_ws, cid, "close", n).await;
+            assert_eq!(closed, allowed, "close ws={over_ws}");
+            if closed.is_ok() {
+                // While closed, the others may not reopen it either.
+                assert_eq!(
+                    act(&srv, &other, over_ws, cid, "reopen", n).await,
+                    not_assigned()
+                );
+                assert_eq!(
+                    act(&srv, &muted, over_ws, cid, "reopen", n).await,
+                    forbidden()
+                );
+                assert_eq!(
+                    act(&srv, token, over_ws, cid, "reopen", n).await,
+                    Ok(()),
+                    "reopen ws={over_ws}"
+                );
+            }
+        }
+        // Reassigning: the responsible operator or an administrator (OC8).
+        n += 1;
+        assert_eq!(
+            reassign(&srv, &other, over_ws, cid, Some(other_id), n).await,
+            not_assigned()
+        );
+        assert_eq!(
+            reassign(&srv, &muted, over_ws, cid, Some(muted_id), n).await,
+            forbidden()
+        );
+        n += 1;
+        assert_eq!(
+            reassign(&srv, &owner, over_ws, cid, Some(other_id), n).await,
+            Ok(())
+        );
+        // The former owner is read-only at once (OC14).
+        assert_eq!(
+            act(&srv, &owner, over_ws, cid, "reply", n).await,
+            not_assigned()
+        );
+        assert_eq!(
+            reassign(&srv, &owner, over_ws, cid, Some(owner_id), n + 1000).await,
+            not_assigned()
+        );
+        assert_eq!(act(&srv, &other, over_ws, cid, "reply", n).await, Ok(()));
+        // An administrator may move anyone's conversation; a target without the chat
+        // permission is refused.
+        n += 1;
+        assert_eq!(
+            reassign(&srv, &admin, over_ws, cid, Some(muted_id), n).await,
+            Err("bad_request".to_string())
+        );
+        assert_eq!(
+            reassign(&srv, &admin, over_ws, cid, Some(owner_id), n).await,
+            Ok(())
+        );
+    }
+    // Nothing refused was stored: the history holds only the allowed writes.
+    let (_, conv) = srv
+        .get(&format!("/api/conversations/{cid}"), Some(&admin))
+        .await;
+    let texts: Vec<(String, Option<i64>)> = conv["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["kind"] == "text" && m["author"]["kind"] == "operator")
+        .map(|m| {
+            (
+                m["body"].as_str().unwrap_or("").to_string(),
+                m["author"]["id"].as_i64(),
+            )
+        })
+        .collect();
+    assert!(texts
+        .iter()
+        .all(|(_, by)| *by == Some(owner_id) || *by == Some(other_id)));
+    // The audit trail names who decided and why, in order (XB12).
+    let (_, trail) = srv
+        .get(
+            &format!("/api/conversations/{cid}/assignments"),
+            Some(&owner),
+        )
+        .await;
+    let trail: Vec<(Option<i64>, Option<i64>, Option<i64>, String)> = trail
+        .as_array()
+        .expect("trail")
+        .iter()
+        .map(|a| {
+            (
+                a["from"]["id"].as_i64(),
+                a["to"]["id"].as_i64(),
+                a["by"]["id"].as_i64(),
+                a["reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let step = |from: Option<i64>, to: i64, by: i64, why: &str| {
+        (from, Some(to), Some(by), why.to_string())
+    };
+    assert_eq!(
+        trail,
+        vec![
+            step(None, owner_id, owner_id, "took the conversation"),
+            step(Some(owner_id), other_id, owner_id, "matrix"),
+            step(Some(other_id), owner_id, admin_id, "matrix"),
+            step(Some(owner_id), other_id, owner_id, "matrix"),
+            step(Some(other_id), owner_id, admin_id, "matrix"),
+        ]
+    );
+    // An administrator may take anyone's conversation: a reassignment to themselves.
+    assert_eq!(act(&srv, &admin, false, cid, "take", 9999).await, Ok(()));
+    let h = header_until(&srv, &admin, cid, "the administrator", |h| {
+        assignee(h) == Some(admin_id)
+    })
+    .await;
+    assert_eq!(h["assignee"]["name"], "Adela");
+    srv.stop().await;
+}
+both_backends!(permission_matrix, the_permission_matrix_of_routing_actions);
+
+async fn answering_an_unassigned_conversation_takes_it_and_reassignment_shows_in_the_history(
+    db: TestDb,
+) {
+    let srv = TestServer::start(&db).await;
+    let (ana, ana_id) = srv.named_operator("ana@example.com", "Ana", false).await;
+    let (luis, luis_id) = srv.named_operator("luis@example.com", "Luis", false).await;
+    let mut luis_ws = srv.operator_ws(&luis).await;
+    let (mut visitor, cid) = visitor_with_conversation(&srv, "hola").await;
+    let mut ana_ws = srv.operator_ws(&ana).await;
+    ana_ws
+        .send(json!({"type": "message", "conversation_id": cid, "client_id": "a1", "body": "Hola, soy Ana"}))
+        .await;
+    assert_eq!(ana_ws.next_of("ack").await["client_id"], "a1");
+    // The visitor sees who took it, then the answer.
+    let assigned = visitor.next_of("message").await;
+    assert_eq!(assigned["body"], "assigned");
+    assert_eq!(assigned["meta"]["to"]["name"], "Ana");
+    assert_eq!(visitor.next_text().await["body"], "Hola, soy Ana");
+
+    // Ana hands it to Luis; her next message fails with the reason, Luis's goes through.
+    ana_ws
+        .send(json!({"type": "assign", "conversation_id": cid, "client_id": "as1", "operator_id": luis_id, "reason": "habla portugués"}))
+        .await;
+    assert_eq!(ana_ws.next_of("ack").await["client_id"], "as1");
+    // Luis's console hears of every change; the last says the conversation is his.
+    loop {
+        let header = luis_ws.next_of("conversation").await;
+        if assignee(&header["conversation"]) == Some(luis_id) {
+            break;
+        }
+    }
+    ana_ws
+        .send(json!({"type": "message", "conversation_id": cid, "client_id": "a2", "body": "¿sigues ahí?"}))
+        .await;
+    let err = ana_ws.next_of("error").await;
+    assert_eq!(
+        (err["code"].as_str(), err["client_id"].as_str()),
+        (Some("not_assigned"), Some("a2"))
+    );
+    assert!(err["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("not assigned to you"));
+    luis_ws
+        .send(json!({"type": "message", "conversation_id": cid, "client_id": "l1", "body": "Olá"}))
+        .await;
+    assert_eq!(luis_ws.next_of("ack").await["client_id"], "l1");
+    let (_, conv) = srv
+        .get(&format!("/api/conversations/{cid}"), Some(&ana))
+        .await;
+    let events: Vec<(String, Option<String>, Option<String>)> = conv["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["body"] == "assigned")
+        .map(|m| {
+            (
+                m["author"]["name"].as_str().unwrap_or("").to_string(),
+                m["meta"]["from"]["name"].as_str().map(str::to_string),
+                m["meta"]["to"]["name"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            ("Ana".into(), None, Some("Ana".into())),
+            ("Ana".into(), Some("Ana".into()), Some("Luis".into())),
+        ]
+    );
+    assert!(!conv["messages"]
+        .as_array()
+        .expect("m")
+        .iter()
+        .any(|m| m["body"] == "¿sigues ahí?"));
+    let _ = ana_id;
+    srv.stop().await;
+}
+both_backends!(
+    takeover_and_reassignment,
+    answering_an_unassigned_conversation_takes_it_and_reassignment_shows_in_the_history
+);
+
+async fn distribution_respects_capacity_and_the_queue_is_first_in_first_out(db: TestDb) {
+    let srv = TestServer::start_routed(&db, routed(true)).await;
+    let (admin, _) = srv.named_operator("admin@example.com", "Adela", true).await;
+    let (ana, ana_id) = srv.named_operator("ana@example.com", "Ana", false).await;
+    let (bea, bea_id) = srv.named_operator("bea@example.com", "Bea", false).await;
+    let (carla, carla_id) = srv
+        .named_operator("carla@example.com", "Carla", false)
+        .await;
+    // The administrator is away, so only Ana (2) and Bea (1) take conversations.
+    for (id, cap) in [(ana_id, 2), (bea_id, 1), (carla_id, 1)] {
+        let (status, _) = srv
+            .patch(
+                &format!("/api/operators/{id}"),
+                Some(&admin),
+                json!({"capacity": cap}),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = srv
+        .patch("/api/me", Some(&admin), json!({"available": false}))
+        .await;
+    assert_eq!(status, 200);
+    let _admin_ws = srv.operator_ws(&admin).await;
+    let _ana_ws = srv.operator_ws(&ana).await;
+    let _bea_ws = srv.operator_ws(&bea).await;
+
+    let mut visitors = Vec::new();
+    let mut places = Vec::new();
+    for i in 0..5 {
+        let (ws, cid, seen) = visitor_seeing(&srv, &format!("visitor {i}")).await;
+        visitors.push((ws, cid));
+        places.push(seen);
+    }
+    let cids: Vec<i64> = visitors.iter().map(|(_, c)| *c).collect();
+    for cid in &cids[..3] {
+        header_until(&srv, &admin, *cid, "an assignee", |h| assignee(h).is_some()).await;
+    }
+    let owners: Vec<Option<i64>> = {
+        let mut v = Vec::new();
+        for cid in &cids {
+            let (_, c) = srv
+                .get(&format!("/api/conversations/{cid}"), Some(&admin))
+                .await;
+            v.push(assignee(&c["conversation"]));
+        }
+        v
+    };
+    let count = |id: i64| owners.iter().filter(|o| **o == Some(id)).count();
+    assert_eq!((count(ana_id), count(bea_id)), (2, 1), "{owners:?}");
+    assert_eq!(&owners[3..], &[None, None], "the last two wait");
+    // The waiting visitors know their places, in arrival order.
+    let (_, routing) = srv.get("/api/routing", Some(&admin)).await;
+    assert_eq!(routing["queue"], json!([cids[3], cids[4]]));
+    assert_eq!(places[3], vec![json!(1)]);
+    assert_eq!(places[4], vec![json!(2)]);
+    assert!(places[..3].iter().all(Vec::is_empty), "{places:?}");
+
+    // Bea closes hers: the oldest waiting conversation is hers at once, and the last one
+    // moves up to first place.
+    let bea_cid = cids[owners
+        .iter()
+        .position(|o| *o == Some(bea_id))
+        .expect("bea's")];
+    let (status, _) = srv
+        .post(
+            &format!("/api/conversations/{bea_cid}/close"),
+            Some(&bea),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    header_until(&srv, &admin, cids[3], "Bea", |h| {
+        assignee(h) == Some(bea_id)
+    })
+    .await;
+    assert_eq!(place(&mut visitors[3].0).await, Value::Null);
+    assert_eq!(place(&mut visitors[4].0).await, json!(1));
+
+    // Carla comes online: the last one is hers.
+    let _carla_ws = srv.operator_ws(&carla).await;
+    header_until(&srv, &admin, cids[4], "Carla", |h| {
+        assignee(h) == Some(carla_id)
+    })
+    .await;
+    let (_, routing) = srv.get("/api/routing", Some(&admin)).await;
+    assert_eq!(routing["queue"], json!([]));
+
+    // Everyone is full now: a new visitor waits; raising a capacity hands it out.
+    let (_v6, cid6) = visitor_with_conversation(&srv, "visitor 6").await;
+    header_until(&srv, &admin, cid6, "the queue", |h| h["queued"] == true).await;
+    srv.patch(
+        &format!("/api/operators/{ana_id}"),
+        Some(&admin),
+        json!({"capacity": 3}),
+    )
+    .await;
+    header_until(&srv, &admin, cid6, "Ana", |h| assignee(h) == Some(ana_id)).await;
+    // No conversation waits while someone online has room (the administrator is away).
+    let (_, routing) = srv.get("/api/routing", Some(&admin)).await;
+    for op in routing["online"].as_array().expect("online") {
+        if op["available"] == true {
+            assert!(op["load"].as_i64() >= op["capacity"].as_i64(), "{routing}");
+        }
+    }
+    srv.stop().await;
+}
+both_backends!(
+    capacity_and_queue,
+    distribution_respects_capacity_and_the_queue_is_first_in_first_out
+);
+
+async fn the_queue_survives_a_restart_and_drains_when_someone_comes_online(mut db: TestDb) {
+    let _ = db.scratch();
+    let srv = TestServer::start_routed(&db, routed(true)).await;
+    let (ana, ana_id) = srv.named_operator("ana@example.com", "Ana", false).await;
+    let (_v1, first) = visitor_with_conversation(&srv, "uno").await;
+    let (_v2, second) = visitor_with_conversation(&srv, "dos").await;
+    header_until(&srv, &ana, second, "the queue", |h| h["queued"] == true).await;
+    srv.stop().await;
+
+    let srv = TestServer::start_routed(&db, routed(true)).await;
+    let (_, routing) = srv.get("/api/routing", Some(&ana)).await;
+    assert_eq!(
+        routing["queue"],
+        json!([first, second]),
+        "same order after a restart"
+    );
+    let (status, _) = srv
+        .patch("/api/me", Some(&ana), json!({"available": true}))
+        .await;
+    assert_eq!(status, 200);
+    let _ana_ws = srv.operator_ws(&ana).await;
+    header_until(&srv, &ana, first, "Ana", |h| assignee(h) == Some(ana_id)).await;
+    header_until(&srv, &ana, second, "Ana", |h| assignee(h) == Some(ana_id)).await;
+    srv.stop().await;
+}
+both_backends!(
+    queue_restart,
+    the_queue_survives_a_restart_and_drains_when_someone_comes_online
+);
+
+async fn teams_availability_and_the_default_assignee(db: TestDb) {
+    let srv = TestServer::start_routed(&db, routed(true)).await;
+    let (admin, _) = srv.named_operator("admin@example.com", "Adela", true).await;
+    let (ana, ana_id) = srv.named_operator("ana@example.com", "Ana", false).await;
+    let (bea, bea_id) = srv.named_operator("bea@example.com", "Bea", false).await;
+    srv.patch("/api/me", Some(&admin), json!({"available": false}))
+        .await;
+    let (status, team) = srv
+        .post("/api/teams", Some(&admin), json!({"name": "Ventas"}))
+        .await;
+    assert_eq!(status, 201, "{team}");
+    let team_id = team["id"].as_i64().expect("id");
+    srv.patch(
+        &format!("/api/operators/{bea_id}"),
+        Some(&admin),
+        json!({"teams": [team_id]}),
+    )
+    .await;
+    let (status, ch) = srv
+        .post(
+            "/api/channels",
+            Some(&admin),
+            json!({"name": "shop", "title": "Tienda", "kind": "whatsapp", "team_id": team_id}),
+        )
+        .await;
+    assert_eq!(status, 201, "{ch}");
+    let _ana_ws = srv.operator_ws(&ana).await;
+    let mut bea_ws = srv.operator_ws(&bea).await;
+
+    // A conversation on the team's channel goes to the team's member, not to Ana.
+    let mut v = srv.ws("/ws/visitor").await;
+    v.send(json!({"type": "hello", "channel": "shop"})).await;
+    v.next_of("welcome").await;
+    let cid = v.say("s1", "quiero comprar").await["conversation_id"]
+        .as_i64()
+        .expect("id");
+    let h = header_until(&srv, &admin, cid, "Bea", |h| assignee(h) == Some(bea_id)).await;
+    assert_eq!(
+        (h["channel"].as_str(), h["team_id"].as_i64()),
+        (Some("shop"), Some(team_id))
+    );
+    // An unknown channel is refused with a clear error.
+    let mut v = srv.ws("/ws/visitor").await;
+    v.send(json!({"type": "hello", "channel": "nope"})).await;
+    v.next_of("welcome").await;
+    v.send(json!({"type": "message", "client_id": "x", "body": "hola"}))
+        .await;
+    let err = v.next_of("error").await;
+    assert_eq!(err["code"], "bad_request");
+
+    // Bea goes away: the team's next conversation waits instead of going to Ana.
+    bea_ws
+        .send(json!({"type": "availability", "available": false}))
+        .await;
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    let mut v = srv.ws("/ws/visitor").await;
+    v.send(json!({"type": "hello", "channel": "shop"})).await;
+    v.next_of("welcome").await;
+    let waiting = v.say("s2", "¿hay alguien?").await["conversation_id"]
+        .as_i64()
+        .expect("id");
+    header_until(&srv, &admin, waiting, "the queue", |h| h["queued"] == true).await;
+    bea_ws
+        .send(json!({"type": "availability", "available": true}))
+        .await;
+    header_until(&srv, &admin, waiting, "Bea", |h| {
+        assignee(h) == Some(bea_id)
+    })
+    .await;
+
+    // Distribution off: new conversations go to the default assignee, online or not.
+    let (status, _) = srv
+        .put(
+            "/api/settings/routing",
+            Some(&ana),
+            json!({"distribution": false, "default_assignee_id": ana_id, "auto_close_minutes": 0}),
+        )
+        .await;
+    assert_eq!(status, 403, "only administrators change routing");
+    let (status, s) = srv
+        .put(
+            "/api/settings/routing",
+            Some(&admin),
+            json!({"distribution": false, "default_assignee_id": ana_id, "auto_close_minutes": 0}),
+        )
+        .await;
+    assert_eq!(status, 200, "{s}");
+    let (_v, cid) = visitor_with_conversation(&srv, "web").await;
+    header_until(&srv, &admin, cid, "Ana", |h| assignee(h) == Some(ana_id)).await;
+    let (_, trail) = srv
+        .get(
+            &format!("/api/conversations/{cid}/assignments"),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(trail[0]["reason"], "default assignee");
+    assert!(trail[0]["by"].is_null(), "decided by routing, not a person");
+    // Without a default, it stays unassigned for anyone to take.
+    srv.put(
+        "/api/settings/routing",
+        Some(&admin),
+        json!({"distribution": false, "default_assignee_id": null, "auto_close_minutes": 0}),
+    )
+    .await;
+    let (_v, cid) = visitor_with_conversation(&srv, "nadie").await;
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    let (_, c) = srv
+        .get(&format!("/api/conversations/{cid}"), Some(&admin))
+        .await;
+    assert!(c["conversation"]["assignee"].is_null() && c["conversation"]["queued"] == false);
+    srv.stop().await;
+}
+both_backends!(
+    teams_and_defaults,
+    teams_availability_and_the_default_assignee
+);
+
+async fn an_inactive_conversation_closes_itself_even_across_a_restart(mut db: TestDb) {
+    let _ = db.scratch();
+    let settings = RoutingSettings {
+        distribution: false,
+        default_assignee_id: None,
+        auto_close_minutes: 10,
+    };
+    let srv = TestServer::start_routed(&db, settings.clone()).await;
+    let (ana, _) = srv.operator("ana@example.com", false).await;
+    let (mut v, cid) = visitor_with_conversation(&srv, "hola").await;
+    // Not yet due.
+    srv.clock.advance(9 * 60_000);
+    srv.runtime()
+        .router
+        .do_send(charla::runtime::router::SweepNow);
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    let (_, c) = srv
+        .get(&format!("/api/conversations/{cid}"), Some(&ana))
+        .await;
+    assert_eq!(c["conversation"]["status"], "open");
+    // Due: closed by the server, with the reason in the history and a frame to the visitor.
+    srv.clock.advance(2 * 60_000);
+    srv.runtime()
+        .router
+        .do_send(charla::runtime::router::SweepNow);
+    let h = header_until(&srv, &ana, cid, "closed", |h| h["status"] == "closed").await;
+    assert_eq!(h["status"], "closed");
+    let closed = loop {
+        let m = v.next_of("message").await;
+        if m["body"] == "closed" {
+            break m;
+        }
+    };
+    assert_eq!(closed["author"]["kind"], "system");
+    assert_eq!(closed["meta"]["reason"], "inactivity");
+
+    // A second conversation falls due while the server is down: it closes once it is back.
+    let (_v2, other) = visitor_with_conversation(&srv, "otra").await;
+    srv.stop().await;
+    // The first server's clock ran 11 minutes ahead; the second starts 11 more later.
+    let srv = TestServer::start_routed_at(&db, settings, 22 * 60_000 + 5_000).await;
+    let h = header_until(&srv, &ana, other, "closed", |h| h["status"] == "closed").await;
+    assert_eq!(h["status"], "closed");
+    let (_, conv) = srv
+        .get(&format!("/api/conversations/{other}"), Some(&ana))
+        .await;
+    let closes = conv["messages"]
+        .as_array()
+        .expect("m")
+        .iter()
+        .filter(|m| m["body"] == "closed")
+        .count();
+    assert_eq!(closes, 1, "closed exactly once");
+    srv.stop().await;
+}
+both_backends!(
+    auto_close,
+    an_inactive_conversation_closes_itself_even_across_a_restart
+);

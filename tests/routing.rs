@@ -334,7 +334,8 @@ async fn the_permission_matrix_of_routing_actions(db: TestDb) {
             Some(&owner),
         )
         .await;
-    let trail: Vec<(Option<i64>, Option<i64>, Option<i64>, String)> = trail
+    type Step = (Option<i64>, Option<i64>, Option<i64>, String);
+    let trail: Vec<Step> = trail
         .as_array()
         .expect("trail")
         .iter()

@@ -24,11 +24,14 @@ pub struct Server {
     pub runtime: Runtime,
     handle: ServerHandle,
     done: tokio::task::JoinHandle<std::io::Result<()>>,
-    stop_checkpoints: Arc<AtomicBool>,
+    stop_background: Arc<AtomicBool>,
 }
 
 /// How often the server checkpoints SQLite's write-ahead log (off the commit path).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// How often new messages go into SQLite's full-text index (off the commit path; a search
+/// indexes what is left first).
+const INDEX_EVERY: Duration = Duration::from_millis(250);
 
 /// Opens the database and applies its migrations.
 pub fn open_store(cfg: &Config) -> Result<Store, String> {
@@ -55,10 +58,13 @@ pub async fn start_with_clock(cfg: Config, clock: SharedClock) -> Result<Server,
     let store = tokio::task::spawn_blocking(move || open_store_with(&open_cfg, true))
         .await
         .map_err(|e| format!("start-up task failed: {e}"))??;
-    let stop_checkpoints = Arc::new(AtomicBool::new(false));
+    let stop_background = Arc::new(AtomicBool::new(false));
     store
-        .spawn_checkpointer(CHECKPOINT_EVERY, stop_checkpoints.clone())
+        .spawn_checkpointer(CHECKPOINT_EVERY, stop_background.clone())
         .map_err(|e| format!("cannot start the checkpointer: {e}"))?;
+    store
+        .spawn_indexer(INDEX_EVERY, stop_background.clone())
+        .map_err(|e| format!("cannot start the search indexer: {e}"))?;
     let metrics = Arc::new(Metrics::default());
     let persister = Persister::start(
         store.clone(),
@@ -83,6 +89,7 @@ pub async fn start_with_clock(cfg: Config, clock: SharedClock) -> Result<Server,
         metrics,
         clock,
         registry: Default::default(),
+        visitors_online: Default::default(),
         hub: Hub::default(),
     });
     let router = Router::new(core.clone(), threads, routing).start();
@@ -123,7 +130,7 @@ pub async fn start_with_clock(cfg: Config, clock: SharedClock) -> Result<Server,
         runtime,
         handle,
         done,
-        stop_checkpoints,
+        stop_background,
     })
 }
 
@@ -154,7 +161,7 @@ impl Server {
         let _ = self.done.await;
         let persister = self.runtime.core.persister.clone();
         let _ = tokio::task::spawn_blocking(move || persister.stop()).await;
-        self.stop_checkpoints.store(true, Ordering::Relaxed);
+        self.stop_background.store(true, Ordering::Relaxed);
         tracing::info!("stopped; every pending write was committed");
     }
 }

@@ -234,6 +234,9 @@ pub struct ConversationView {
     pub operator_read_seq: i64,
     /// Up to which sequence number the visitor's widget has received (OC15 `delivered`).
     pub visitor_delivered_seq: i64,
+    /// A widget of the visitor is connected now: an operator message committed meanwhile
+    /// is delivered at once.
+    pub visitor_online: bool,
     /// The responsible operator; `None` while unassigned (OC8).
     pub assignee: Option<Named>,
     /// The team the conversation is routed to.

@@ -382,15 +382,15 @@ async fn delivery_states_reach_the_operator(db: TestDb) {
         .expect("id");
     srv.take(cid, &ana).await;
     let mut op = srv.operator_ws(&ana).await;
-    // Visitor online: sent (ack), then delivered, then read.
+    // Visitor online: a reply committed now is delivered with it (the console knows from
+    // `visitor_online`), then read.
+    let (_, c) = srv
+        .get(&format!("/api/conversations/{cid}"), Some(&ana))
+        .await;
+    assert_eq!(c["conversation"]["visitor_online"], true);
     op.send(json!({"type": "message", "conversation_id": cid, "client_id": "o1", "body": "hola"}))
         .await;
     let seq = op.next_of("ack").await["seq"].as_i64().expect("seq");
-    let d = op.next_of("delivered").await;
-    assert_eq!(
-        (d["conversation_id"].as_i64(), d["seq"].as_i64()),
-        (Some(cid), Some(seq))
-    );
     let m = v.next_text().await;
     v.send(json!({"type": "read", "seq": m["seq"]})).await;
     let r = op.next_of("read").await;
@@ -399,9 +399,29 @@ async fn delivery_states_reach_the_operator(db: TestDb) {
         (Some("visitor"), Some(seq))
     );
 
-    // Visitor away: sent only; delivered once the widget comes back and is replayed.
+    // The visitor leaves: consoles are told, and the delivered mark is stored.
     drop(v);
-    actix_rt::time::sleep(Duration::from_millis(100)).await;
+    let gone = loop {
+        let h = op.next_of("conversation").await;
+        if h["conversation"]["visitor_online"] == false {
+            break h;
+        }
+    };
+    assert_eq!(
+        gone["conversation"]["visitor_delivered_seq"].as_i64(),
+        Some(seq)
+    );
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    let (_, c) = srv
+        .get(&format!("/api/conversations/{cid}"), Some(&ana))
+        .await;
+    assert_eq!(
+        c["conversation"]["visitor_delivered_seq"].as_i64(),
+        Some(seq),
+        "stored"
+    );
+    assert_eq!(c["conversation"]["visitor_online"], false);
+    // Away: a reply is only sent; delivered once the widget comes back and is replayed.
     op.send(
         json!({"type": "message", "conversation_id": cid, "client_id": "o2", "body": "¿sigues?"}),
     )
@@ -410,17 +430,14 @@ async fn delivery_states_reach_the_operator(db: TestDb) {
     while let Some(f) = op.try_next(Duration::from_millis(300)).await {
         assert_ne!(f["type"], "delivered", "nobody received it yet: {f}");
     }
-    let (_, c) = srv
-        .get(&format!("/api/conversations/{cid}"), Some(&ana))
-        .await;
-    assert!(c["conversation"]["visitor_delivered_seq"].as_i64() < Some(seq2));
     let mut v = srv.ws("/ws/visitor").await;
     v.send(json!({"type": "hello", "token": vtoken, "last_seq": seq}))
         .await;
     v.next_of("welcome").await;
     let d = op.next_of("delivered").await;
     assert_eq!(d["seq"].as_i64(), Some(seq2));
-    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    drop(v);
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
     let (_, c) = srv
         .get(&format!("/api/conversations/{cid}"), Some(&ana))
         .await;

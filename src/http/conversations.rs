@@ -11,9 +11,8 @@ use crate::model::{ConversationStatus, Named};
 use crate::protocol::validate_message;
 use crate::runtime::conversation::{Post, Posted, Reply, Requester, SetContact, SetStatus};
 use crate::runtime::Runtime;
-use crate::store::conversations::{
-    search_terms, AssigneeFilter, Interlocutor, ListFilter, StatusFilter,
-};
+use crate::store::conversations::{AssigneeFilter, Interlocutor, ListFilter, StatusFilter};
+use crate::store::search::search_terms;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use tokio::sync::oneshot;
@@ -100,11 +99,14 @@ pub async fn list(
         query: q.q,
         limit: q.limit.unwrap_or(50).clamp(1, MAX_LIST),
     };
-    let list = rt
+    let mut list = rt
         .core
         .store
         .call(move |s| s.list_conversations(&filter))
         .await?;
+    for row in &mut list {
+        row.conversation.visitor_online = rt.core.visitors_online.contains(&row.conversation.id);
+    }
     Ok(HttpResponse::Ok().json(list))
 }
 
@@ -179,8 +181,10 @@ pub async fn show(
             crate::store::StoreError::NotFound => AppError::not_found("no such conversation"),
             other => other.into(),
         })?;
+    let mut view = record.view();
+    view.visitor_online = rt.core.visitors_online.contains(&id);
     Ok(HttpResponse::Ok().json(serde_json::json!({
-        "conversation": record.view(),
+        "conversation": view,
         "messages": messages,
         "draft": draft,
     })))

@@ -220,6 +220,9 @@ pub struct Conversation {
     visitor_delivered_seq: i64,
     /// Highest sequence number of an operator's text, to tell when "delivered" news.
     last_operator_seq: i64,
+    /// The delivered mark moved since it was last stored (it is stored lazily: on the
+    /// visitor's leaving, on the idle check and when the actor stops).
+    delivered_dirty: bool,
     visitors: HashMap<u64, Recipient<Outbound>>,
     /// Operators with a stored draft here, whose draft a sent reply clears.
     drafts: HashSet<i64>,
@@ -260,6 +263,7 @@ impl Conversation {
             operator_read_seq: row.operator_read_seq,
             visitor_delivered_seq: row.visitor_delivered_seq,
             last_operator_seq: 0,
+            delivered_dirty: false,
             visitors: HashMap::new(),
             drafts: loaded.drafters.into_iter().collect(),
             pending: VecDeque::new(),
@@ -301,6 +305,7 @@ impl Conversation {
             visitor_read_seq: self.visitor_read_seq,
             operator_read_seq: self.operator_read_seq,
             visitor_delivered_seq: self.visitor_delivered_seq,
+            visitor_online: !self.visitors.is_empty(),
             assignee: self.assignee.clone(),
             team_id: self.team_id,
             contact: self.contact.clone(),
@@ -468,40 +473,62 @@ impl Conversation {
         self.fan_out(&out, !self.kind.is_internal(), None);
     }
 
-    /// The visitor's widget has the messages up to `seq`: record it, and tell operators
-    /// when it covers an operator's message they have not seen delivered (OC15).
-    fn mark_delivered(&mut self, seq: i64) {
-        if seq <= self.visitor_delivered_seq {
-            return;
-        }
-        let news = self.last_operator_seq > self.visitor_delivered_seq;
-        self.visitor_delivered_seq = seq;
-        if !news {
-            return;
-        }
-        let req = PersistRequest {
-            writes: vec![Write::Delivered {
-                conversation_id: self.id,
-                seq,
-            }],
-            ticket: 0,
-            reply: PersistReply::None,
-        };
-        if let Err(err) = self.core.persister.submit(req) {
-            tracing::debug!(
-                conversation_id = self.id,
-                code = err.code.as_str(),
-                "delivered mark not queued"
-            );
-        }
-        let frame = ServerFrame::Delivered {
-            conversation_id: self.id,
-            seq,
+    /// Tells operators only of a header change the visitor has no use for (their own
+    /// presence).
+    fn announce_to_operators(&self) {
+        let view = self.view();
+        let frame = ServerFrame::Conversation {
+            conversation: &view,
         }
         .encode();
         self.core
             .hub
             .publish_operators(&frame, self.audience(), None);
+    }
+
+    /// The visitor's widget has the messages up to `seq` (OC15). A message committed while
+    /// the visitor is online is delivered with it (consoles know from `visitor_online`), so
+    /// only a replay to a returning widget is news worth a `delivered` frame.
+    fn mark_delivered(&mut self, seq: i64, announce: bool) {
+        if seq <= self.visitor_delivered_seq {
+            return;
+        }
+        let news = self.last_operator_seq > self.visitor_delivered_seq;
+        self.visitor_delivered_seq = seq;
+        self.delivered_dirty = true;
+        if announce && news {
+            let frame = ServerFrame::Delivered {
+                conversation_id: self.id,
+                seq,
+            }
+            .encode();
+            self.core
+                .hub
+                .publish_operators(&frame, self.audience(), None);
+        }
+    }
+
+    /// Stores the delivered mark if it moved.
+    fn store_delivered(&mut self) {
+        if !self.delivered_dirty {
+            return;
+        }
+        let req = PersistRequest {
+            writes: vec![Write::Delivered {
+                conversation_id: self.id,
+                seq: self.visitor_delivered_seq,
+            }],
+            ticket: 0,
+            reply: PersistReply::None,
+        };
+        match self.core.persister.submit(req) {
+            Ok(()) => self.delivered_dirty = false,
+            Err(err) => tracing::debug!(
+                conversation_id = self.id,
+                code = err.code.as_str(),
+                "delivered mark not queued; kept for the next try"
+            ),
+        }
     }
 
     fn send_queue_position(&self) {
@@ -673,6 +700,7 @@ impl Actor for Conversation {
         ctx.run_interval(
             IDLE_CHECK.min(idle.max(Duration::from_secs(1))),
             move |act, ctx| {
+                act.store_delivered();
                 if act.visitors.is_empty()
                     && act.pending.is_empty()
                     && act.last_activity.elapsed() >= idle
@@ -684,6 +712,8 @@ impl Actor for Conversation {
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
+        self.store_delivered();
+        self.core.visitors_online.remove(&self.id);
         self.core
             .metrics
             .conversations_active
@@ -730,7 +760,13 @@ impl Handler<Attach> for Conversation {
             ))));
         }
         self.last_activity = Instant::now();
+        let arrived = self.visitors.is_empty();
         self.visitors.insert(msg.session_id, msg.sink);
+        if arrived {
+            // Operators see the visitor come online (delivery states depend on it).
+            self.core.visitors_online.insert(self.id);
+            self.announce_to_operators();
+        }
         let view = self.view();
         let queue_position = self.queue_position;
         let after = msg.after_seq.max(0);
@@ -743,7 +779,7 @@ impl Handler<Attach> for Conversation {
                 .filter(|e| e.seq > after && e.for_visitor)
                 .map(|e| (e.seq, e.frame.clone()))
                 .collect();
-            self.mark_delivered(upto);
+            self.mark_delivered(upto, true);
             return Box::pin(fut::ready(Ok(Attached {
                 view,
                 replay,
@@ -775,7 +811,7 @@ impl Handler<Attach> for Conversation {
             .into_actor(self)
             .map(move |replay: Result<_, AppError>, act, _| {
                 let replay = replay?;
-                act.mark_delivered(upto);
+                act.mark_delivered(upto, true);
                 Ok(Attached {
                     view,
                     replay,
@@ -798,7 +834,11 @@ impl Handler<Detach> for Conversation {
     type Result = ();
 
     fn handle(&mut self, msg: Detach, _ctx: &mut Self::Context) {
-        self.visitors.remove(&msg.session_id);
+        if self.visitors.remove(&msg.session_id).is_some() && self.visitors.is_empty() {
+            self.core.visitors_online.remove(&self.id);
+            self.store_delivered();
+            self.announce_to_operators();
+        }
         self.last_activity = Instant::now();
     }
 }
@@ -1308,7 +1348,7 @@ impl Conversation {
                 item.from_session,
             );
             if operator_text && for_visitor && !self.visitors.is_empty() {
-                self.mark_delivered(seq);
+                self.mark_delivered(seq, false);
             }
             if operator_text {
                 // The reply is durable: its author's draft is spent (XB3).

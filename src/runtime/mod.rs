@@ -63,6 +63,9 @@ pub struct Core {
     pub registry: DashMap<i64, Addr<Conversation>>,
     /// Sessions, for fan-out to operators and for shutdown.
     pub hub: hub::Hub,
+    /// Conversations with a visitor's widget connected now (headers read from the
+    /// database take `visitor_online` from here).
+    pub visitors_online: dashmap::DashSet<i64>,
 }
 
 /// The runtime as handlers and sessions use it.

@@ -6,7 +6,8 @@ use super::schema::{
     assignments, contacts, conversation_members, conversations, drafts, messages, operators,
     team_members, teams,
 };
-use super::{Pool, Store, StoreError, StoreResult};
+use super::search::{search_terms, SEARCH_CANDIDATES};
+use super::{Store, StoreError, StoreResult};
 use crate::db_run;
 use crate::model::{ConversationKind, ConversationStatus, ConversationView, Named};
 use diesel::prelude::*;
@@ -80,6 +81,7 @@ impl ConversationRecord {
             visitor_read_seq: r.visitor_read_seq,
             operator_read_seq: r.operator_read_seq,
             visitor_delivered_seq: r.visitor_delivered_seq,
+            visitor_online: false,
             assignee: self.assignee.clone(),
             team_id: r.team_id,
             contact: self.contact.clone(),
@@ -170,36 +172,6 @@ pub struct ListFilter {
     pub query: Option<String>,
     /// Most rows.
     pub limit: i64,
-}
-
-/// A message found by a search.
-#[derive(Debug, Clone, Serialize)]
-pub struct SearchHit {
-    /// Where.
-    pub conversation_id: i64,
-    /// Which message.
-    pub seq: i64,
-    /// `text` or `note`.
-    pub kind: String,
-    /// `visitor`, `operator` or `system`.
-    pub author_kind: String,
-    /// The whole text (the console marks the words itself, as text).
-    pub body: String,
-    /// When, ms.
-    pub created_at: i64,
-}
-
-/// Most conversations a text search considers.
-const SEARCH_CANDIDATES: i64 = 500;
-
-/// The words of a search, reduced to letters and digits so they cannot carry query syntax
-/// into FTS5 or `to_tsquery`; at most eight.
-pub fn search_terms(q: &str) -> Vec<String> {
-    q.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .take(8)
-        .map(str::to_lowercase)
-        .collect()
 }
 
 /// Resolves the names a list of rows shows, in a few queries for the whole list.
@@ -347,125 +319,6 @@ impl Store {
                 .first(conn)
                 .optional()?)
         })
-    }
-
-    /// Conversation ids whose messages contain every word of `terms` (by prefix), through
-    /// the backend's full-text index, newest first.
-    fn text_matches(&self, terms: &[String], limit: i64) -> StoreResult<Vec<i64>> {
-        if terms.is_empty() {
-            return Ok(Vec::new());
-        }
-        #[derive(QueryableByName)]
-        struct Id {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            conversation_id: i64,
-        }
-        let rows: Vec<Id> = match &self.pool {
-            Pool::Sqlite(pool) => {
-                let q = fts5_query(terms);
-                diesel::sql_query(
-                    "SELECT m.conversation_id AS conversation_id FROM messages_fts f \
-                     JOIN messages m ON m.id = f.rowid WHERE messages_fts MATCH ? \
-                     GROUP BY m.conversation_id ORDER BY MAX(m.id) DESC LIMIT ?",
-                )
-                .bind::<diesel::sql_types::Text, _>(q)
-                .bind::<diesel::sql_types::BigInt, _>(limit)
-                .load(&mut *pool.get()?)?
-            }
-            Pool::Postgres(pool) => {
-                let q = tsquery(terms);
-                diesel::sql_query(
-                    "SELECT conversation_id FROM messages \
-                     WHERE kind IN ('text', 'note') \
-                     AND to_tsvector('simple', body) @@ to_tsquery('simple', $1) \
-                     GROUP BY conversation_id ORDER BY MAX(created_at) DESC LIMIT $2",
-                )
-                .bind::<diesel::sql_types::Text, _>(q)
-                .bind::<diesel::sql_types::BigInt, _>(limit)
-                .load(&mut *pool.get()?)?
-            }
-        };
-        Ok(rows.into_iter().map(|r| r.conversation_id).collect())
-    }
-
-    /// Messages containing every word of `terms`, newest first, in conversations the
-    /// reader may see; within one conversation when `within` is given.
-    pub fn search_messages(
-        &self,
-        reader: i64,
-        terms: &[String],
-        within: Option<i64>,
-        limit: i64,
-    ) -> StoreResult<Vec<SearchHit>> {
-        if terms.is_empty() {
-            return Ok(Vec::new());
-        }
-        #[derive(QueryableByName)]
-        struct Row {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            conversation_id: i64,
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            seq: i64,
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            kind: String,
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            author_kind: String,
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            body: String,
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            created_at: i64,
-        }
-        use diesel::sql_types::{BigInt, Nullable, Text};
-        // Internal chats only for their members; visitor conversations for every operator.
-        let visible = "(c.kind = 'visitor' OR EXISTS (SELECT 1 FROM conversation_members cm \
-                       WHERE cm.conversation_id = c.id AND cm.operator_id = {reader}))";
-        let rows: Vec<Row> = match &self.pool {
-            Pool::Sqlite(pool) => {
-                let sql = format!(
-                    "SELECT m.conversation_id, m.seq, m.kind, m.author_kind, m.body, m.created_at \
-                     FROM messages_fts f JOIN messages m ON m.id = f.rowid \
-                     JOIN conversations c ON c.id = m.conversation_id \
-                     WHERE messages_fts MATCH ? AND (? IS NULL OR m.conversation_id = ?) AND {} \
-                     ORDER BY m.id DESC LIMIT ?",
-                    visible.replace("{reader}", "?")
-                );
-                diesel::sql_query(sql)
-                    .bind::<Text, _>(fts5_query(terms))
-                    .bind::<Nullable<BigInt>, _>(within)
-                    .bind::<Nullable<BigInt>, _>(within)
-                    .bind::<BigInt, _>(reader)
-                    .bind::<BigInt, _>(limit)
-                    .load(&mut *pool.get()?)?
-            }
-            Pool::Postgres(pool) => {
-                let sql = format!(
-                    "SELECT m.conversation_id, m.seq, m.kind, m.author_kind, m.body, m.created_at \
-                     FROM messages m JOIN conversations c ON c.id = m.conversation_id \
-                     WHERE m.kind IN ('text', 'note') \
-                     AND to_tsvector('simple', m.body) @@ to_tsquery('simple', $1) \
-                     AND ($2::bigint IS NULL OR m.conversation_id = $2) AND {} \
-                     ORDER BY m.created_at DESC, m.seq DESC LIMIT $4",
-                    visible.replace("{reader}", "$3")
-                );
-                diesel::sql_query(sql)
-                    .bind::<Text, _>(tsquery(terms))
-                    .bind::<Nullable<BigInt>, _>(within)
-                    .bind::<BigInt, _>(reader)
-                    .bind::<BigInt, _>(limit)
-                    .load(&mut *pool.get()?)?
-            }
-        };
-        Ok(rows
-            .into_iter()
-            .map(|r| SearchHit {
-                conversation_id: r.conversation_id,
-                seq: r.seq,
-                kind: r.kind,
-                author_kind: r.author_kind,
-                body: r.body,
-                created_at: r.created_at,
-            })
-            .collect())
     }
 
     /// The operator's list, most recently active first, with the filters of OC11 and the
@@ -847,39 +700,4 @@ pub struct AssignmentRecord {
 diesel::define_sql_function! {
     /// SQL `lower`, on both backends.
     fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
-}
-
-/// An FTS5 query: every term as a quoted prefix, all required.
-fn fts5_query(terms: &[String]) -> String {
-    terms
-        .iter()
-        .map(|t| format!("\"{t}\"*"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// A `to_tsquery` query: every term as a prefix, all required.
-fn tsquery(terms: &[String]) -> String {
-    terms
-        .iter()
-        .map(|t| format!("{t}:*"))
-        .collect::<Vec<_>>()
-        .join(" & ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn search_terms_carry_no_query_syntax() {
-        assert_eq!(
-            search_terms("  \"pedido\" OR x* -NOT (tracking)  "),
-            vec!["pedido", "or", "x", "not", "tracking"]
-        );
-        assert_eq!(search_terms("café 123"), vec!["café", "123"]);
-        assert!(search_terms("*** ''").is_empty());
-        assert_eq!(fts5_query(&search_terms("a b")), "\"a\"* \"b\"*");
-        assert_eq!(tsquery(&search_terms("a b")), "a:* & b:*");
-    }
 }

@@ -8,6 +8,7 @@ pub mod drafts;
 pub mod messages;
 pub mod operators;
 pub mod schema;
+pub mod search;
 pub mod settings;
 pub mod teams;
 pub mod visitors;

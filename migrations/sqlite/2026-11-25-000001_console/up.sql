@@ -113,19 +113,23 @@ CREATE TABLE settings (
 ALTER TABLE messages ADD COLUMN meta TEXT;
 
 -- Full-text search over what people wrote (OC7): an FTS5 index over the messages table,
--- kept in step by triggers, so a search never scans the messages.
+-- so a search never scans the messages. It is filled off the commit path, in batches, by
+-- `Store::index_pending` (a background thread, and every search before it reads), up to
+-- the message id kept in settings as `search.indexed_rowid`; the triggers only keep
+-- edits and deletions of already indexed rows in step.
 CREATE VIRTUAL TABLE messages_fts USING fts5(
     body, content = 'messages', content_rowid = 'id', tokenize = 'unicode61 remove_diacritics 2'
 );
-CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.kind IN ('text', 'note')
-BEGIN
-    INSERT INTO messages_fts (rowid, body) VALUES (new.id, new.body);
-END;
-CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN old.kind IN ('text', 'note')
+INSERT INTO settings (key, value) VALUES ('search.indexed_rowid', '0');
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
+WHEN old.kind IN ('text', 'note')
+    AND old.id <= (SELECT CAST(value AS INTEGER) FROM settings WHERE key = 'search.indexed_rowid')
 BEGIN
     INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
 END;
-CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages WHEN old.kind IN ('text', 'note')
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages
+WHEN old.kind IN ('text', 'note')
+    AND old.id <= (SELECT CAST(value AS INTEGER) FROM settings WHERE key = 'search.indexed_rowid')
 BEGIN
     INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
     INSERT INTO messages_fts (rowid, body) VALUES (new.id, new.body);

@@ -42,6 +42,9 @@ fn open_store_with(cfg: &Config, background_checkpoints: bool) -> Result<Store, 
     let store = Store::open_with(cfg, background_checkpoints)
         .map_err(|e| format!("cannot open the database: {e}"))?;
     store.migrate().map_err(|e| e.to_string())?;
+    store
+        .ensure_channel_secrets()
+        .map_err(|e| format!("cannot give channels their secrets: {e}"))?;
     Ok(store)
 }
 
@@ -90,6 +93,7 @@ pub async fn start_with_clock(cfg: Config, clock: SharedClock) -> Result<Server,
         clock,
         registry: Default::default(),
         visitors_online: Default::default(),
+        channels: Default::default(),
         hub: Hub::default(),
     });
     let router = Router::new(core.clone(), threads, routing).start();

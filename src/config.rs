@@ -85,6 +85,8 @@ settings! {
     max_frame_bytes: usize = "16384", "CHARLA_MAX_FRAME_BYTES";
     /// Longest message text, in characters.
     max_message_chars: usize = "4000", "CHARLA_MAX_MESSAGE_CHARS";
+    /// Largest file a visitor or operator may send, in bytes (images, PDF, plain text).
+    max_upload_bytes: usize = "5242880", "CHARLA_MAX_UPLOAD_BYTES";
     /// Frames per second a websocket session may send on average; 0 turns the limit off.
     rate_per_sec: u32 = "20", "CHARLA_RATE_PER_SEC";
     /// Frames a session may send in a burst above the average.

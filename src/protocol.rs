@@ -34,6 +34,9 @@ pub enum VisitorFrame {
         /// The channel the widget belongs to.
         #[serde(default)]
         channel: Option<String>,
+        /// A logged-in user of the site, vouched for by the site's signature (ID8).
+        #[serde(default)]
+        identity: Option<SignedIdentity>,
     },
     /// A text message.
     Message {
@@ -44,6 +47,18 @@ pub enum VisitorFrame {
         /// The sequence number of the message this one answers (OC10).
         #[serde(default)]
         reply_to: Option<i64>,
+        /// A file uploaded with `POST /api/uploads` (XB1); the body may then be empty.
+        #[serde(default)]
+        attachment: Option<String>,
+    },
+    /// A form the widget showed: `name` (CF2), `prechat` (ID7) or `offline` (CF7).
+    Form {
+        /// Idempotency key of the `form` event.
+        client_id: String,
+        /// Which form.
+        form: String,
+        /// What the visitor filled in.
+        fields: crate::crm::FormFields,
     },
     /// The visitor started or stopped typing.
     Typing {
@@ -85,6 +100,9 @@ pub enum OperatorFrame {
         /// `note` for an operators-only note in a visitor conversation; `text` otherwise.
         #[serde(default)]
         kind: Option<String>,
+        /// A file uploaded with `POST /api/uploads` (XB1); the body may then be empty.
+        #[serde(default)]
+        attachment: Option<String>,
         /// Operators a note mentions, who get a notification (XB15).
         #[serde(default)]
         mentions: Option<Vec<i64>>,
@@ -153,6 +171,23 @@ pub enum OperatorFrame {
     },
     /// Keep-alive; answered with `pong`.
     Ping {},
+}
+
+/// A logged-in user as the site vouches for them: its user id and the HMAC-SHA256 of that
+/// id made with the channel's identity secret (ID8).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedIdentity {
+    /// The site's id for the user.
+    pub user_id: String,
+    /// Lower-case hex HMAC-SHA256 of `user_id` with the channel's secret.
+    pub signature: String,
+    /// The user's name, as the site knows it (not signed: stored as typed).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The user's e-mail, as the site knows it (not signed: stored as typed).
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// Where a console left off: the epoch and last event id of the `ready` and frames it
@@ -338,7 +373,7 @@ pub fn parse_frame<T: serde::de::DeserializeOwned>(
 }
 
 /// Frame types a visitor may send.
-pub const VISITOR_TYPES: &[&str] = &["hello", "message", "typing", "read", "ping"];
+pub const VISITOR_TYPES: &[&str] = &["hello", "message", "form", "typing", "read", "ping"];
 /// Frame types an operator may send.
 pub const OPERATOR_TYPES: &[&str] = &[
     "auth",
@@ -371,8 +406,18 @@ pub fn validate_client_id(client_id: &str) -> Result<(), AppError> {
 
 /// Checks a client id and a message body against the limits.
 pub fn validate_message(client_id: &str, body: &str, max_chars: usize) -> Result<(), AppError> {
+    validate_message_with(client_id, body, max_chars, false)
+}
+
+/// [`validate_message`] for a message that may carry a file instead of text.
+pub fn validate_message_with(
+    client_id: &str,
+    body: &str,
+    max_chars: usize,
+    has_attachment: bool,
+) -> Result<(), AppError> {
     validate_client_id(client_id)?;
-    if body.trim().is_empty() {
+    if body.trim().is_empty() && !has_attachment {
         return Err(AppError::bad_request("the message is empty"));
     }
     if body.chars().count() > max_chars {

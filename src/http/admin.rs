@@ -7,7 +7,7 @@ use crate::error::AppError;
 use crate::runtime::router::{SettingsChanged, Snapshot};
 use crate::runtime::Runtime;
 use crate::store::settings::RoutingSettings;
-use crate::store::teams::CHANNEL_KINDS;
+use crate::store::teams::{ChannelSettings, CHANNEL_KINDS};
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
@@ -183,10 +183,15 @@ pub struct ChannelBody {
     kind: Option<String>,
     #[serde(default)]
     team_id: Option<i64>,
+    #[serde(default)]
+    settings: Option<ChannelSettings>,
 }
 
 fn check_channel(b: &ChannelBody) -> Result<String, AppError> {
     check_name(&b.title)?;
+    if let Some(s) = &b.settings {
+        s.validate().map_err(AppError::bad_request)?;
+    }
     let kind = b.kind.clone().unwrap_or_else(|| "web".into());
     if !CHANNEL_KINDS.contains(&kind.as_str()) {
         return Err(AppError::bad_request(format!(
@@ -218,11 +223,19 @@ pub async fn add_channel(
         ));
     }
     let now = rt.core.clock.now_ms();
+    let settings = b.settings.clone();
     let c = rt
         .core
         .store
-        .call(move |s| s.add_channel(&name, &b.title, &kind, b.team_id, now))
+        .call(move |s| {
+            let c = s.add_channel(&name, &b.title, &kind, b.team_id, now)?;
+            match settings {
+                Some(st) => s.update_channel(c.id, &c.title, &c.kind, c.team_id, Some(&st)),
+                None => Ok(c),
+            }
+        })
         .await?;
+    rt.forget_channels();
     Ok(HttpResponse::Created().json(c))
 }
 
@@ -240,7 +253,52 @@ pub async fn update_channel(
     let c = rt
         .core
         .store
-        .call(move |s| s.update_channel(id, &b.title, &kind, b.team_id))
+        .call(move |s| s.update_channel(id, &b.title, &kind, b.team_id, b.settings.as_ref()))
         .await?;
+    rt.forget_channels();
     Ok(HttpResponse::Ok().json(c))
+}
+
+/// `GET /api/channels/{id}/secret` (administrators): the key the site signs its logged-in
+/// users' ids with (ID8), with an example of the signature.
+pub async fn channel_secret(
+    rt: web::Data<Runtime>,
+    who: Authed,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    who.require_admin()?;
+    let id = path.into_inner();
+    let c = rt
+        .core
+        .store
+        .call(|s| s.list_channels())
+        .await?
+        .into_iter()
+        .find(|c| c.id == id)
+        .ok_or_else(|| AppError::not_found("no such channel"))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "channel": c.name,
+        "identity_secret": c.identity_secret,
+        "example": {
+            "user_id": "42",
+            "signature": crate::crm::identity::sign_user_id(&c.identity_secret, "42"),
+        },
+    })))
+}
+
+/// `POST /api/channels/{id}/secret` (administrators): a new secret; signatures made with
+/// the old one stop working at once.
+pub async fn rotate_channel_secret(
+    rt: web::Data<Runtime>,
+    who: Authed,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    who.require_admin()?;
+    let id = path.into_inner();
+    rt.core
+        .store
+        .call(move |s| s.rotate_channel_secret(id))
+        .await?;
+    rt.forget_channels();
+    channel_secret(rt, who, web::Path::from(id)).await
 }

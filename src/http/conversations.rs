@@ -8,7 +8,7 @@ use super::account::Authed;
 use crate::console;
 use crate::error::{AppError, ErrorCode};
 use crate::model::{ConversationStatus, Named};
-use crate::protocol::validate_message;
+use crate::protocol::validate_message_with;
 use crate::runtime::conversation::{Post, Posted, Reply, Requester, SetContact, SetStatus};
 use crate::runtime::Runtime;
 use crate::store::conversations::{AssigneeFilter, Interlocutor, ListFilter, StatusFilter};
@@ -201,6 +201,8 @@ pub struct ReplyBody {
     kind: Option<String>,
     #[serde(default)]
     mentions: Option<Vec<i64>>,
+    #[serde(default)]
+    attachment: Option<String>,
 }
 
 async fn outcome(
@@ -231,12 +233,24 @@ pub async fn reply(
         reply_to,
         kind,
         mentions,
+        attachment,
     } = body.into_inner();
-    validate_message(&client_id, &body, rt.core.config.max_message_chars)?;
+    validate_message_with(
+        &client_id,
+        &body,
+        rt.core.config.max_message_chars,
+        attachment.is_some(),
+    )?;
     let kind = console::message_kind(kind.as_deref())?;
     let mentions = console::mentions(mentions)?;
     let id = path.into_inner();
     console::check_visible(&rt, who.operator.id, id).await?;
+    let attachment = match attachment {
+        Some(file) => {
+            Some(crate::files::reference(&rt, &file, "operator", who.operator.id, Some(id)).await?)
+        }
+        None => None,
+    };
     let addr = rt.conversation(id).await?;
     let (tx, rx) = oneshot::channel();
     rt.deliver(
@@ -248,6 +262,7 @@ pub async fn reply(
             body,
             reply_to,
             mentions,
+            attachment,
             reply: Reply::Http(tx),
             from_session: None,
         },

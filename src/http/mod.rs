@@ -4,6 +4,9 @@
 pub mod account;
 pub mod admin;
 pub mod conversations;
+pub mod crm;
+pub mod files;
+pub mod widget;
 
 use crate::error::{AppError, ErrorCode};
 use crate::runtime::operator::OperatorSession;
@@ -39,6 +42,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, static_dir: &std::path::Path) {
     .route("/metrics", web::get().to(metrics))
     .route("/ws/visitor", web::get().to(visitor_ws))
     .route("/ws/operator", web::get().to(operator_ws))
+    .route("/files/{id}/{name}", web::get().to(files::download))
     .service(
         web::scope("/api")
             .route("/login", web::post().to(account::login))
@@ -66,6 +70,25 @@ pub fn routes(cfg: &mut web::ServiceConfig, static_dir: &std::path::Path) {
             .route(
                 "/settings/routing",
                 web::put().to(admin::put_routing_settings),
+            )
+            .route("/widget/{channel}", web::get().to(widget::config))
+            .route("/uploads", web::post().to(files::upload))
+            .route("/contacts", web::get().to(crm::find))
+            .route("/contacts/{id}", web::get().to(crm::card))
+            .route("/contacts/{id}", web::patch().to(crm::update))
+            .route("/contacts/{id}", web::delete().to(crm::erase))
+            .route("/contacts/{id}/merge", web::post().to(crm::merge))
+            .route("/contacts/{id}/export", web::get().to(crm::export))
+            .route("/suggestions", web::get().to(crm::suggestions))
+            .route("/suggestions/{id}/accept", web::post().to(crm::accept))
+            .route("/suggestions/{id}/reject", web::post().to(crm::reject))
+            .route(
+                "/channels/{id}/secret",
+                web::get().to(admin::channel_secret),
+            )
+            .route(
+                "/channels/{id}/secret",
+                web::post().to(admin::rotate_channel_secret),
             )
             .route("/search", web::get().to(conversations::search))
             .route("/internal", web::post().to(conversations::internal))

@@ -171,6 +171,8 @@ struct Change {
     status: Option<(ConversationStatus, ConversationStatus)>,
     /// New assignee and the one to go back to.
     assignee: Option<(Option<Named>, Option<Named>)>,
+    /// New CRM contact and the one to go back to.
+    contact: Option<(Option<Named>, Option<Named>)>,
     /// The request left the waiting queue.
     dequeued: bool,
     /// Tell the router about the assignment (manual changes; distribution hears back
@@ -425,6 +427,9 @@ impl Conversation {
                 }
                 if let Some((new, _)) = &change.assignee {
                     self.assignee = new.clone();
+                }
+                if let Some((new, _)) = &change.contact {
+                    self.contact = new.clone();
                 }
                 self.pending.push_back(Pending {
                     ticket,
@@ -859,6 +864,9 @@ pub struct Post {
     pub reply_to: Option<i64>,
     /// Operators a note mentions (XB15).
     pub mentions: Vec<i64>,
+    /// A file sent with the message (XB1), already checked to be the sender's and not
+    /// sent in another conversation.
+    pub attachment: Option<crate::store::attachments::AttachmentInfo>,
     /// Where the ack or error goes.
     pub reply: Reply,
     /// The sending session, which gets the ack instead of the message frame.
@@ -877,6 +885,7 @@ impl Handler<Post> for Conversation {
             body,
             reply_to,
             mentions,
+            attachment,
             reply,
             from_session,
         } = msg;
@@ -983,6 +992,16 @@ impl Handler<Post> for Conversation {
         if !mentions.is_empty() {
             meta.insert("mentions".into(), mentions.into());
         }
+        if let Some(file) = &attachment {
+            meta.insert(
+                "attachment".into(),
+                serde_json::to_value(file).unwrap_or_default(),
+            );
+            writes.push(Write::BindAttachment {
+                id: file.id.clone(),
+                conversation_id: self.id,
+            });
+        }
         let meta = (!meta.is_empty()).then_some(serde_json::Value::Object(meta));
         let (mut item, write) = self.new_item(kind, author, author_id, Some(client_id), body, meta);
         item.replies.push(reply);
@@ -990,6 +1009,69 @@ impl Handler<Post> for Conversation {
         items.push(item);
         writes.push(write);
         self.submit(ctx, items, writes, change);
+    }
+}
+
+/// The visitor filled in a form (CF2, CF3, ID7, CF7): recorded as a `form` event so the
+/// operator sees the data in the chat at once, with the contact it identified.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FormSubmitted {
+    /// The visitor.
+    pub visitor_id: i64,
+    /// Idempotency key of the event.
+    pub client_id: String,
+    /// `name`, `prechat` or `offline`.
+    pub form: String,
+    /// The cleaned fields.
+    pub fields: crate::crm::FormFields,
+    /// The contact the visitor is now.
+    pub contact: Named,
+    /// Merge suggestions the form raised.
+    pub suggestions: usize,
+    /// Where the ack goes.
+    pub reply: Reply,
+    /// The sending session.
+    pub from_session: Option<u64>,
+}
+
+impl Handler<FormSubmitted> for Conversation {
+    type Result = ();
+
+    fn handle(&mut self, msg: FormSubmitted, ctx: &mut Self::Context) {
+        self.last_activity = Instant::now();
+        if self.visitor_id != Some(msg.visitor_id) {
+            return msg.reply.err(
+                AppError::forbidden("this conversation belongs to another visitor"),
+                Some(&msg.client_id),
+            );
+        }
+        let by = Requester::Visitor(msg.visitor_id);
+        let key = (AuthorKind::Visitor, msg.visitor_id, msg.client_id.clone());
+        let Some(reply) = self.answer_retry(Some(key), msg.reply) else {
+            return;
+        };
+        let meta = serde_json::json!({
+            "form": msg.form,
+            "fields": msg.fields,
+            "contact": msg.contact,
+            "suggestions": msg.suggestions,
+        });
+        let (mut item, write) = self.event_item("form", &by, Some(msg.client_id), Some(meta));
+        item.replies.push(reply);
+        item.from_session = msg.from_session;
+        let change = Change {
+            contact: Some((Some(msg.contact.clone()), self.contact.clone())),
+            ..Change::default()
+        };
+        let writes = vec![
+            write,
+            Write::Contact {
+                conversation_id: self.id,
+                contact_id: Some(msg.contact.id),
+            },
+        ];
+        self.submit(ctx, vec![item], writes, change);
     }
 }
 
@@ -1264,6 +1346,37 @@ impl Handler<DraftSaved> for Conversation {
     }
 }
 
+/// The conversation's text was erased from the database (XB6): the actor drops what it
+/// holds in memory and stops; the next request loads what remains.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Forget;
+
+impl Handler<Forget> for Conversation {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Forget, ctx: &mut Self::Context) {
+        self.tail.clear();
+        self.contact = None;
+        // The visitor's sockets end too: their token no longer works.
+        for sink in self.visitors.values() {
+            sink.do_send(Outbound::plain(
+                ServerFrame::Error {
+                    code: ErrorCode::Unauthorized,
+                    message: "this conversation was erased",
+                    client_id: None,
+                    retryable: false,
+                    retry_after_ms: None,
+                }
+                .encode(),
+            ));
+        }
+        self.visitors.clear();
+        self.core.visitors_online.remove(&self.id);
+        ctx.stop();
+    }
+}
+
 /// An internal chat's members changed (a team's membership did).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -1389,7 +1502,7 @@ impl Conversation {
                 team_id: self.team_id,
             });
         }
-        if change.status.is_some() || assignment.is_some() || change.dequeued {
+        if change.status.is_some() || assignment.is_some() || change.dequeued || change.contact.is_some() {
             self.announce();
         }
     }
@@ -1411,6 +1524,9 @@ impl Conversation {
         }
         if let Some((_, previous)) = change.assignee {
             self.assignee = previous;
+        }
+        if let Some((_, previous)) = change.contact {
+            self.contact = previous;
         }
         if let Some(tx) = change.distributed {
             let _ = tx.send(Err(err.clone()));

@@ -66,6 +66,9 @@ pub struct Core {
     /// Conversations with a visitor's widget connected now (headers read from the
     /// database take `visitor_online` from here).
     pub visitors_online: dashmap::DashSet<i64>,
+    /// Channels by name, read once: every visitor's `hello` needs its channel's settings.
+    /// Administrators' changes evict the entry.
+    pub channels: DashMap<String, Arc<crate::store::teams::Channel>>,
 }
 
 /// The runtime as handlers and sessions use it.
@@ -86,6 +89,33 @@ impl Runtime {
         self.router.send(router::Lookup { id }).await.map_err(|_| {
             AppError::new(ErrorCode::Busy, "the router is unavailable").retry_after(100)
         })?
+    }
+
+    /// A channel by name (from the cache when possible); `bad_request` when unknown.
+    pub async fn channel(&self, name: &str) -> Result<Arc<crate::store::teams::Channel>, AppError> {
+        if let Some(c) = self.core.channels.get(name) {
+            return Ok(c.clone());
+        }
+        let key = name.to_string();
+        let found = self
+            .core
+            .store
+            .call(move |s| s.channel_by_name(&key))
+            .await?
+            .ok_or_else(|| {
+                AppError::bad_request(format!(
+                    "unknown channel `{}`",
+                    name.chars().take(64).collect::<String>()
+                ))
+            })?;
+        let found = Arc::new(found);
+        self.core.channels.insert(name.to_string(), found.clone());
+        Ok(found)
+    }
+
+    /// Forgets cached channels after an administrator changed one.
+    pub fn forget_channels(&self) {
+        self.core.channels.clear();
     }
 
     /// The conversation's actor if it is in memory and alive.

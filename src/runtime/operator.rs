@@ -15,7 +15,7 @@ use crate::console;
 use crate::error::{AppError, ErrorCode};
 use crate::model::ConversationStatus;
 use crate::protocol::{
-    error_frame, parse_frame, validate_message, OperatorFrame, Resume, ServerFrame, OPERATOR_TYPES,
+    error_frame, parse_frame, validate_message_with, OperatorFrame, Resume, ServerFrame, OPERATOR_TYPES,
 };
 use crate::store::operators::{Operator, OperatorChange};
 use actix::prelude::*;
@@ -158,28 +158,35 @@ impl OperatorSession {
                 reply_to,
                 kind,
                 mentions,
+                attachment,
             } => {
-                let checked =
-                    validate_message(&client_id, &body, self.rt.core.config.max_message_chars)
-                        .and_then(|_| console::message_kind(kind.as_deref()))
-                        .and_then(|kind| Ok((kind, console::mentions(mentions)?)));
+                let checked = validate_message_with(
+                    &client_id,
+                    &body,
+                    self.rt.core.config.max_message_chars,
+                    attachment.is_some(),
+                )
+                .and_then(|_| console::message_kind(kind.as_deref()))
+                .and_then(|kind| Ok((kind, console::mentions(mentions)?)));
                 let (kind, mentions) = match checked {
                     Ok(v) => v,
                     Err(e) => return self.send_error(ctx, &e, Some(&client_id)),
                 };
-                (
-                    conversation_id,
-                    Action::Post(Post {
-                        by: Requester::Operator(staff),
-                        kind,
-                        client_id,
-                        body,
-                        reply_to,
-                        mentions,
-                        reply: Reply::Session(sink),
-                        from_session: Some(self.id),
-                    }),
-                )
+                let post = Post {
+                    by: Requester::Operator(staff),
+                    kind,
+                    client_id: client_id.clone(),
+                    body,
+                    reply_to,
+                    mentions,
+                    attachment: None,
+                    reply: Reply::Session(sink),
+                    from_session: Some(self.id),
+                };
+                if let Some(file) = attachment {
+                    return self.post_with_file(ctx, conversation_id, post, file, op.id);
+                }
+                (conversation_id, Action::Post(post))
             }
             OperatorFrame::Close {
                 conversation_id,
@@ -279,6 +286,35 @@ impl OperatorSession {
             .map(move |res, act, ctx| {
                 if let Err(e) = res {
                     act.send_error(ctx, &e, client_id.as_deref());
+                }
+            }),
+        );
+    }
+
+    /// Checks that the file is the operator's own upload, then posts (in frame order).
+    fn post_with_file(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        conversation_id: i64,
+        mut post: Post,
+        file: String,
+        operator_id: i64,
+    ) {
+        let rt = self.rt.clone();
+        let client_id = post.client_id.clone();
+        ctx.wait(
+            async move {
+                let info =
+                    crate::files::reference(&rt, &file, "operator", operator_id, Some(conversation_id))
+                        .await?;
+                post.attachment = Some(info);
+                let addr = rt.conversation(conversation_id).await?;
+                rt.deliver(&addr, post)
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                if let Err(e) = res {
+                    act.send_error(ctx, &e, Some(&client_id));
                 }
             }),
         );

@@ -682,6 +682,26 @@ impl Handler<SettingsChanged> for Router {
     }
 }
 
+/// Whether somebody could answer a conversation of `team_id` now: an online operator with
+/// the chat permission who is available (the widget offers the offline form otherwise, CF7).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct CanAnswer {
+    /// The channel's team.
+    pub team_id: Option<i64>,
+}
+
+impl Handler<CanAnswer> for Router {
+    type Result = bool;
+
+    fn handle(&mut self, msg: CanAnswer, _ctx: &mut Self::Context) -> bool {
+        self.online
+            .values()
+            .filter(|o| o.available && o.may_chat)
+            .any(|o| msg.team_id.is_none_or(|t| o.teams.contains(&t)))
+    }
+}
+
 /// Runs the inactivity sweep now (tests move the clock, then ask).
 #[derive(Message)]
 #[rtype(result = "()")]

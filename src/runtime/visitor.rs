@@ -4,7 +4,8 @@
 //! state beyond what it needs to deliver each message once.
 
 use super::conversation::{
-    Attach, Attached, Conversation, Detach, MarkRead, Post, Reply, Requester, Typing,
+    Attach, Attached, Conversation, Detach, FormSubmitted, MarkRead, Post, Reply, Requester,
+    Typing,
 };
 use super::persister::{PersistReply, PersistRequest};
 use super::router::Open;
@@ -15,9 +16,13 @@ use super::session::{
 use super::{Outbound, Runtime, Shutdown};
 use crate::auth;
 use crate::error::{AppError, ErrorCode};
-use crate::model::MessageKind;
+use crate::crm::contacts::{Claim, IdKind};
+use crate::crm::{identity, FormFields};
+use crate::model::{MessageKind, Named};
+use crate::store::teams::{FieldRule, Prechat};
 use crate::protocol::{
-    error_frame, parse_frame, validate_message, ServerFrame, VisitorFrame, VISITOR_TYPES,
+    error_frame, parse_frame, validate_message_with, ServerFrame, SignedIdentity, VisitorFrame,
+    VISITOR_TYPES,
 };
 use crate::store::messages::Write;
 use actix::prelude::*;
@@ -117,6 +122,7 @@ impl VisitorSession {
                 conversation_id,
                 last_seq,
                 channel,
+                identity,
             } => self.hello(
                 ctx,
                 v,
@@ -124,6 +130,7 @@ impl VisitorSession {
                 conversation_id,
                 last_seq.unwrap_or(0),
                 channel,
+                identity,
             ),
             VisitorFrame::Ping {} => ctx.text(ServerFrame::Pong {}.encode()),
             _ if self.visitor_id.is_none() => self.send_error(
@@ -135,7 +142,13 @@ impl VisitorSession {
                 client_id,
                 body,
                 reply_to,
-            } => self.message(ctx, client_id, body, reply_to),
+                attachment,
+            } => self.message(ctx, client_id, body, reply_to, attachment),
+            VisitorFrame::Form {
+                client_id,
+                form,
+                fields,
+            } => self.form(ctx, client_id, form, fields),
             VisitorFrame::Typing { on } => {
                 if let (Some((_, addr)), Some(visitor)) = (&self.conversation, self.visitor_id) {
                     let _ = self.rt.deliver(
@@ -162,6 +175,7 @@ impl VisitorSession {
         }
     }
 
+    #[expect(clippy::too_many_arguments, reason = "the fields of the `hello` frame")]
     fn hello(
         &mut self,
         ctx: &mut ws::WebsocketContext<Self>,
@@ -170,6 +184,7 @@ impl VisitorSession {
         conversation_id: Option<i64>,
         last_seq: i64,
         channel: Option<String>,
+        identity: Option<SignedIdentity>,
     ) {
         if self.visitor_id.is_some() {
             return self.send_error(
@@ -199,12 +214,39 @@ impl VisitorSession {
                 None,
             );
         }
+        if identity
+            .as_ref()
+            .is_some_and(|i| i.user_id.is_empty() || i.user_id.len() > identity::MAX_USER_ID)
+        {
+            return self.send_error(
+                ctx,
+                &AppError::bad_request("identity.user_id must be 1 to 128 bytes"),
+                None,
+            );
+        }
         let rt = self.rt.clone();
         let session_id = self.id;
         let sink = ctx.address().recipient::<Outbound>();
+        let channel_name = self.channel.clone();
         let fut = async move {
+            let channel = rt.channel(&channel_name).await?;
+            // A site's signature vouches for its user (ID8); a forged one is refused even
+            // where signing is optional, and a channel may require one.
+            match &identity {
+                Some(i) if !identity::verify_user_id(&channel.identity_secret, &i.user_id, &i.signature) => {
+                    return Err(AppError::unauthorized(
+                        "the identity signature does not match this channel's secret",
+                    ));
+                }
+                None if channel.settings.require_identity => {
+                    return Err(AppError::unauthorized(
+                        "this channel requires a signed identity (identity.user_id and identity.signature)",
+                    ));
+                }
+                _ => {}
+            }
             let now = rt.core.clock.now_ms();
-            let (visitor_id, issued) = match token {
+            let mut known = match token {
                 Some(token) => {
                     let digest = auth::token_digest(&token);
                     let id = rt
@@ -213,8 +255,25 @@ impl VisitorSession {
                         .call(move |s| s.visitor_by_token(&digest))
                         .await?
                         .ok_or_else(|| AppError::unauthorized("unknown visitor token"))?;
-                    (id, None)
+                    Some(id)
                 }
+                None => None,
+            };
+            if let (Some(id), Some(i)) = (known, &identity) {
+                // The browser's last visitor was another logged-in user: start afresh
+                // rather than mix two people's conversations.
+                let user = i.user_id.clone();
+                let other = rt
+                    .core
+                    .store
+                    .call(move |s| s.visitor_external_id(id))
+                    .await?;
+                if other.is_some_and(|o| o != user) {
+                    known = None;
+                }
+            }
+            let (visitor_id, issued) = match known {
+                Some(id) => (id, None),
                 None => {
                     // A new identity goes through the persister, so a crowd arriving at
                     // once is written in a few transactions rather than one each.
@@ -237,6 +296,24 @@ impl VisitorSession {
                     (id, Some(token))
                 }
             };
+            if let Some(i) = identity {
+                let mut claims = vec![Claim {
+                    kind: IdKind::ExternalId,
+                    value: i.user_id,
+                    verified: true,
+                    source: "widget_identity",
+                }];
+                // What the site says besides the id is not signed: kept as typed.
+                if let Some(email) = i.email.and_then(|e| identity::normalise_email(&e).ok()) {
+                    claims.push(Claim {
+                        kind: IdKind::Email,
+                        value: email,
+                        verified: false,
+                        source: "widget_identity",
+                    });
+                }
+                crate::crm::identify(&rt, visitor_id, i.name, claims).await?;
+            }
             let target = match conversation_id {
                 Some(id) => Some(id),
                 None if issued.is_none() => {
@@ -257,18 +334,7 @@ impl VisitorSession {
                             e
                         }
                     })?;
-                    let attached = addr
-                        .send(Attach {
-                            session_id,
-                            visitor_id,
-                            after_seq: last_seq,
-                            sink,
-                        })
-                        .await
-                        .map_err(|_| {
-                            AppError::new(ErrorCode::Busy, "the conversation is restarting; retry")
-                                .retry_after(100)
-                        })??;
+                    let attached = attach(&addr, session_id, visitor_id, last_seq, sink).await?;
                     Some((id, addr, attached))
                 }
                 None => None,
@@ -313,48 +379,43 @@ impl VisitorSession {
         }
     }
 
-    fn message(
+    /// The live conversation, when the session has one whose actor is alive.
+    fn live(&self) -> Option<Addr<Conversation>> {
+        self.conversation
+            .as_ref()
+            .map(|(_, a)| a.clone())
+            .filter(|a| a.connected())
+    }
+
+    /// Runs `then` with the session's conversation, opening (or restoring) it first when
+    /// needed: the session waits meanwhile, so later frames keep their order. `prepare`
+    /// runs first (checks that need the database); its error is the frame's error.
+    fn with_conversation<P, T>(
         &mut self,
         ctx: &mut ws::WebsocketContext<Self>,
         client_id: String,
-        body: String,
-        reply_to: Option<i64>,
-    ) {
-        let max_chars = self.rt.core.config.max_message_chars;
-        if let Err(e) = validate_message(&client_id, &body, max_chars) {
-            return self.send_error(ctx, &e, Some(&client_id));
-        }
+        prepare: P,
+        then: impl FnOnce(&mut Self, &mut ws::WebsocketContext<Self>, Addr<Conversation>, i64, T)
+            + 'static,
+    ) where
+        P: std::future::Future<Output = Result<T, AppError>> + 'static,
+        T: 'static,
+    {
         let Some(visitor_id) = self.visitor_id else {
             return;
         };
-        let post = Post {
-            by: Requester::Visitor(visitor_id),
-            kind: MessageKind::Text,
-            client_id,
-            body,
-            reply_to,
-            mentions: Vec::new(),
-            reply: Reply::Session(ctx.address().recipient()),
-            from_session: Some(self.id),
-        };
-        if let Some((_, addr)) = &self.conversation {
-            if addr.connected() {
-                let client_id = post.client_id.clone();
-                if let Err(e) = self.rt.deliver(addr, post) {
-                    self.send_error(ctx, &e, Some(&client_id));
-                }
-                return;
-            }
-        }
-        // No conversation yet (or its actor died): open or restore it, then post. The
-        // session waits, so later frames keep their order.
         let rt = self.rt.clone();
         let existing = self.conversation.as_ref().map(|(id, _)| *id);
+        let live = self.live();
         let channel = self.channel.clone();
         let session_id = self.id;
         let sink = ctx.address().recipient::<Outbound>();
         let after_seq = self.delivered_seq;
         let fut = async move {
+            let prepared = prepare.await?;
+            if let (Some(addr), Some(id)) = (live, existing) {
+                return Ok((addr, id, None, prepared));
+            }
             let addr = match existing {
                 Some(id) => rt.conversation(id).await?,
                 None => rt
@@ -368,42 +429,197 @@ impl VisitorSession {
                         AppError::new(ErrorCode::Busy, "the router is unavailable").retry_after(100)
                     })??,
             };
-            let attached = addr
-                .send(Attach {
-                    session_id,
-                    visitor_id,
-                    after_seq,
-                    sink,
-                })
-                .await
-                .map_err(|_| {
-                    AppError::new(ErrorCode::Busy, "the conversation is restarting; retry")
-                        .retry_after(100)
-                })??;
-            Ok::<_, AppError>((addr, attached))
+            let attached = attach(&addr, session_id, visitor_id, after_seq, sink).await?;
+            let id = attached.view.id;
+            Ok::<_, AppError>((addr, id, Some(attached), prepared))
         };
         ctx.wait(fut.into_actor(self).map(move |res, act, ctx| match res {
-            Ok((addr, attached)) => {
-                ctx.text(
-                    ServerFrame::Conversation {
-                        conversation: &attached.view,
-                    }
-                    .encode(),
-                );
-                let id = attached.view.id;
-                act.attached(ctx, id, attached);
-                let client_id = post.client_id.clone();
-                if let Err(e) = act.rt.deliver(&addr, post) {
-                    act.send_error(ctx, &e, Some(&client_id));
+            Ok((addr, id, attached, prepared)) => {
+                if let Some(attached) = attached {
+                    ctx.text(
+                        ServerFrame::Conversation {
+                            conversation: &attached.view,
+                        }
+                        .encode(),
+                    );
+                    act.attached(ctx, id, attached);
+                    act.conversation = Some((id, addr.clone()));
                 }
-                act.conversation = Some((id, addr));
+                then(act, ctx, addr, id, prepared);
             }
-            Err(e) => {
-                let client_id = post.client_id.clone();
-                act.send_error(ctx, &e, Some(&client_id));
-            }
+            Err(e) => act.send_error(ctx, &e, Some(&client_id)),
         }));
     }
+
+    fn message(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        client_id: String,
+        body: String,
+        reply_to: Option<i64>,
+        attachment: Option<String>,
+    ) {
+        let max_chars = self.rt.core.config.max_message_chars;
+        if let Err(e) = validate_message_with(&client_id, &body, max_chars, attachment.is_some()) {
+            return self.send_error(ctx, &e, Some(&client_id));
+        }
+        let Some(visitor_id) = self.visitor_id else {
+            return;
+        };
+        let mut post = Post {
+            by: Requester::Visitor(visitor_id),
+            kind: MessageKind::Text,
+            client_id: client_id.clone(),
+            body,
+            reply_to,
+            mentions: Vec::new(),
+            attachment: None,
+            reply: Reply::Session(ctx.address().recipient()),
+            from_session: Some(self.id),
+        };
+        if attachment.is_none() {
+            // The common case goes straight to the live conversation.
+            if let Some(addr) = self.live() {
+                if let Err(e) = self.rt.deliver(&addr, post) {
+                    self.send_error(ctx, &e, Some(&client_id));
+                }
+                return;
+            }
+        }
+        let rt = self.rt.clone();
+        let conversation = self.conversation.as_ref().map(|(id, _)| *id);
+        let prepare = async move {
+            match attachment {
+                Some(file) => Ok(Some(
+                    crate::files::reference(&rt, &file, "visitor", visitor_id, conversation).await?,
+                )),
+                None => Ok(None),
+            }
+        };
+        let cid = client_id.clone();
+        self.with_conversation(ctx, client_id, prepare, move |act, ctx, addr, _, file| {
+            post.attachment = file;
+            if let Err(e) = act.rt.deliver(&addr, post) {
+                act.send_error(ctx, &e, Some(&cid));
+            }
+        });
+    }
+
+    /// A form the widget showed (CF2 name, ID7 pre-chat, CF7 offline): cleaned and checked
+    /// against the channel's rules, identified in the CRM (a lead, a link, a suggestion:
+    /// XB11), and recorded in the conversation for the operator to see (CF3).
+    fn form(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        client_id: String,
+        form: String,
+        fields: FormFields,
+    ) {
+        if let Err(e) = crate::protocol::validate_client_id(&client_id) {
+            return self.send_error(ctx, &e, None);
+        }
+        if !["name", "prechat", "offline"].contains(&form.as_str()) {
+            return self.send_error(
+                ctx,
+                &AppError::bad_request("form must be name, prechat or offline"),
+                Some(&client_id),
+            );
+        }
+        let Some(visitor_id) = self.visitor_id else {
+            return;
+        };
+        let rt = self.rt.clone();
+        let channel = self.channel.clone();
+        let which = form.clone();
+        let prepare = async move {
+            let channel = rt.channel(&channel).await?;
+            let cc = Some(channel.settings.default_country_code.as_str()).filter(|c| !c.is_empty());
+            let fields = fields.clean(cc)?;
+            required_fields(&which, &channel.settings.prechat, &fields)?;
+            Ok::<_, AppError>(fields)
+        };
+        let rt = self.rt.clone();
+        let cid = client_id.clone();
+        let session = self.id;
+        self.with_conversation(ctx, client_id, prepare, move |act, ctx, addr, _, fields| {
+            let sink = ctx.address().recipient::<Outbound>();
+            ctx.wait(
+                async move {
+                    let done = crate::crm::identify(
+                        &rt,
+                        visitor_id,
+                        fields.name.clone(),
+                        fields.claims(),
+                    )
+                    .await
+                    .map_err(|e| (e, cid.clone()))?;
+                    rt.deliver(
+                        &addr,
+                        FormSubmitted {
+                            visitor_id,
+                            client_id: cid.clone(),
+                            form,
+                            fields,
+                            contact: Named {
+                                id: done.contact_id,
+                                name: done.name,
+                            },
+                            suggestions: done.suggestions.len(),
+                            reply: Reply::Session(sink),
+                            from_session: Some(session),
+                        },
+                    )
+                    .map_err(|e| (e, cid))
+                }
+                .into_actor(act)
+                .map(|res: Result<(), (AppError, String)>, act, ctx| {
+                    if let Err((e, cid)) = res {
+                        act.send_error(ctx, &e, Some(&cid));
+                    }
+                }),
+            );
+        });
+    }
+}
+
+/// Refuses a form without what the channel requires (ID7) or what the form is for.
+fn required_fields(form: &str, rules: &Prechat, fields: &FormFields) -> Result<(), AppError> {
+    let missing = |what: &str| AppError::bad_request(format!("the {what} is required"));
+    match form {
+        "name" if fields.name.is_none() => Err(missing("name")),
+        "offline" if fields.email.is_none() => Err(missing("e-mail")),
+        "prechat" => {
+            for (rule, value, what) in [
+                (rules.name, &fields.name, "name"),
+                (rules.email, &fields.email, "e-mail"),
+                (rules.phone, &fields.phone, "phone"),
+            ] {
+                if rule == FieldRule::Required && value.is_none() {
+                    return Err(missing(what));
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Attaches a session to a conversation actor.
+async fn attach(
+    addr: &Addr<Conversation>,
+    session_id: u64,
+    visitor_id: i64,
+    after_seq: i64,
+    sink: Recipient<Outbound>,
+) -> Result<Attached, AppError> {
+    addr.send(Attach {
+        session_id,
+        visitor_id,
+        after_seq,
+        sink,
+    })
+    .await
+    .map_err(|_| AppError::new(ErrorCode::Busy, "the conversation is restarting; retry").retry_after(100))?
 }
 
 impl Actor for VisitorSession {

@@ -1,7 +1,7 @@
 //! Messages and the batched write path the persister commits.
 
 use super::schema::{
-    assignments, conversation_members, conversations, messages, operators, visitors,
+    assignments, attachments, conversation_members, conversations, messages, operators, visitors,
 };
 use super::{Pool, Store, StoreError, StoreResult};
 use crate::db_run;
@@ -99,6 +99,20 @@ pub enum Write {
         reason: String,
         /// When, ms.
         at: i64,
+    },
+    /// A file was sent in a conversation: it belongs to it from now on.
+    BindAttachment {
+        /// The file.
+        id: String,
+        /// The conversation.
+        conversation_id: i64,
+    },
+    /// The conversation's CRM contact changed.
+    Contact {
+        /// Conversation.
+        conversation_id: i64,
+        /// The contact.
+        contact_id: Option<i64>,
     },
     /// The conversation joined (`Some(since)`) or left (`None`) the waiting queue.
     Queue {
@@ -317,6 +331,26 @@ macro_rules! apply_others {
                 } => {
                     diesel::update(conversations::table.find(conversation_id))
                         .set(conversations::queued_at.eq(queued_at))
+                        .execute($conn)?;
+                }
+                Write::BindAttachment {
+                    id,
+                    conversation_id,
+                } => {
+                    diesel::update(
+                        attachments::table
+                            .find(id)
+                            .filter(attachments::conversation_id.is_null()),
+                    )
+                    .set(attachments::conversation_id.eq(conversation_id))
+                    .execute($conn)?;
+                }
+                Write::Contact {
+                    conversation_id,
+                    contact_id,
+                } => {
+                    diesel::update(conversations::table.find(conversation_id))
+                        .set(conversations::contact_id.eq(contact_id))
                         .execute($conn)?;
                 }
                 Write::Message(_) | Write::Visitor { .. } => {}

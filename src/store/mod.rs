@@ -2,7 +2,7 @@
 //! start from the database URL. Queries are written once and compiled for both backends by
 //! [`db_run!`]; SQL that differs between them lives in an explicit `match` on the backend.
 
-pub mod contacts;
+pub mod attachments;
 pub mod conversations;
 pub mod drafts;
 pub mod messages;

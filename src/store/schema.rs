@@ -29,6 +29,7 @@ diesel::table! {
         id -> BigInt,
         token_hash -> Text,
         created_at -> BigInt,
+        contact_id -> Nullable<BigInt>,
     }
 }
 
@@ -106,6 +107,8 @@ diesel::table! {
         kind -> Text,
         team_id -> Nullable<BigInt>,
         created_at -> BigInt,
+        settings -> Text,
+        identity_secret -> Text,
     }
 }
 
@@ -116,6 +119,74 @@ diesel::table! {
         owner_id -> Nullable<BigInt>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        first_name -> Nullable<Text>,
+        last_name -> Nullable<Text>,
+        address -> Nullable<Text>,
+        vip -> Bool,
+        bad -> Bool,
+        merged_into -> Nullable<BigInt>,
+        erased_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    contact_identifiers (id) {
+        id -> BigInt,
+        contact_id -> BigInt,
+        kind -> Text,
+        value -> Text,
+        verified -> Bool,
+        source -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    merge_suggestions (id) {
+        id -> BigInt,
+        contact_id -> BigInt,
+        candidate_id -> BigInt,
+        kind -> Text,
+        value -> Text,
+        status -> Text,
+        created_at -> BigInt,
+        decided_by -> Nullable<BigInt>,
+        decided_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    contact_merges (id) {
+        id -> BigInt,
+        from_contact_id -> BigInt,
+        into_contact_id -> BigInt,
+        by_operator_id -> Nullable<BigInt>,
+        reason -> Text,
+        conversations_moved -> BigInt,
+        at -> BigInt,
+    }
+}
+
+diesel::table! {
+    attachments (id) {
+        id -> Text,
+        conversation_id -> Nullable<BigInt>,
+        uploader_kind -> Text,
+        uploader_id -> BigInt,
+        filename -> Text,
+        content_type -> Text,
+        size -> BigInt,
+        data -> Binary,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    erasures (id) {
+        id -> BigInt,
+        contact_id -> BigInt,
+        by_operator_id -> Nullable<BigInt>,
+        at -> BigInt,
     }
 }
 
@@ -168,6 +239,8 @@ diesel::joinable!(channels -> teams (team_id));
 diesel::joinable!(conversation_members -> conversations (conversation_id));
 diesel::joinable!(conversation_members -> operators (operator_id));
 diesel::joinable!(drafts -> conversations (conversation_id));
+diesel::joinable!(contact_identifiers -> contacts (contact_id));
+diesel::joinable!(attachments -> conversations (conversation_id));
 diesel::allow_tables_to_appear_in_same_query!(
     operators,
     operator_tokens,
@@ -183,5 +256,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversation_members,
     assignments,
     drafts,
-    settings
+    settings,
+    contact_identifiers,
+    merge_suggestions,
+    contact_merges,
+    attachments,
+    erasures
 );

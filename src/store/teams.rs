@@ -5,7 +5,7 @@ use super::schema::{channels, team_members, teams};
 use super::{Store, StoreError, StoreResult};
 use crate::db_run;
 use diesel::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A team of operators.
 #[derive(Debug, Clone, Serialize)]
@@ -18,9 +18,154 @@ pub struct Team {
     pub members: Vec<i64>,
 }
 
-/// A channel: the widget on a site (`web`), and later e-mail, WhatsApp...
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+/// A channel as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = channels)]
+pub struct ChannelRow {
+    id: i64,
+    name: String,
+    title: String,
+    kind: String,
+    team_id: Option<i64>,
+    created_at: i64,
+    settings: String,
+    identity_secret: String,
+}
+
+impl From<ChannelRow> for Channel {
+    fn from(r: ChannelRow) -> Self {
+        Channel {
+            id: r.id,
+            name: r.name,
+            title: r.title,
+            kind: r.kind,
+            team_id: r.team_id,
+            created_at: r.created_at,
+            // A setting the server cannot read falls back to its default, never fails.
+            settings: serde_json::from_str(&r.settings).unwrap_or_default(),
+            identity_secret: r.identity_secret,
+        }
+    }
+}
+
+/// Whether the pre-chat form asks for a field (ID7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldRule {
+    /// Not asked.
+    #[default]
+    Off,
+    /// Asked; may be left empty.
+    Optional,
+    /// Asked; the form is refused without it.
+    Required,
+}
+
+/// The pre-chat form of a channel (ID7): all fields off means no form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Prechat {
+    /// Name.
+    pub name: FieldRule,
+    /// E-mail.
+    pub email: FieldRule,
+    /// Phone.
+    pub phone: FieldRule,
+}
+
+impl Prechat {
+    /// Whether the widget shows the form before the first message.
+    pub fn enabled(&self) -> bool {
+        [self.name, self.email, self.phone]
+            .iter()
+            .any(|r| *r != FieldRule::Off)
+    }
+}
+
+/// A channel's widget settings (CF1, CF2, CF5, CF7, CF10, EC1, ID7, ID8), kept as one JSON
+/// object so a new setting needs no migration. Every field has a default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelSettings {
+    /// `es`, `en`, or `auto` (the visitor's browser decides) (CF10).
+    pub language: String,
+    /// The automatic greeting (CF1); empty means the built-in text in the visitor's language.
+    pub greeting: String,
+    /// Offer the "please type your name" form (CF2).
+    pub name_form: bool,
+    /// Seconds after the greeting before the name form shows (CF2).
+    pub name_form_delay_secs: u32,
+    /// The name form's text; empty means the built-in text.
+    pub name_form_text: String,
+    /// The pre-chat form (ID7).
+    pub prechat: Prechat,
+    /// Offer "leave your e-mail to be notified" when nobody can answer (CF7).
+    pub offline_form: bool,
+    /// The offline form's text; empty means the built-in text.
+    pub offline_text: String,
+    /// The channel is closed (outside business hours): nobody answers live.
+    pub closed: bool,
+    /// Refuse visitors without a signed identity (ID8).
+    pub require_identity: bool,
+    /// Country calling code for phone numbers typed without one (`34`).
+    pub default_country_code: String,
+    /// Offer a transcript by e-mail after the conversation closes (CF5).
+    pub transcript_offer: bool,
+    /// Seconds after closing before the transcript offer shows (CF5).
+    pub transcript_delay_secs: u32,
+    /// Continue conversations by e-mail when the visitor has left (EC1).
+    pub email_continuity: bool,
+}
+
+impl Default for ChannelSettings {
+    fn default() -> Self {
+        ChannelSettings {
+            language: "auto".into(),
+            greeting: String::new(),
+            name_form: true,
+            name_form_delay_secs: 5,
+            name_form_text: String::new(),
+            prechat: Prechat::default(),
+            offline_form: true,
+            offline_text: String::new(),
+            closed: false,
+            require_identity: false,
+            default_country_code: String::new(),
+            transcript_offer: true,
+            transcript_delay_secs: 5,
+            email_continuity: true,
+        }
+    }
+}
+
+impl ChannelSettings {
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if !["auto", "es", "en"].contains(&self.language.as_str()) {
+            return Err("language must be auto, es or en".into());
+        }
+        for (name, text) in [
+            ("greeting", &self.greeting),
+            ("name_form_text", &self.name_form_text),
+            ("offline_text", &self.offline_text),
+        ] {
+            if text.chars().count() > 500 {
+                return Err(format!("{name} is longer than 500 characters"));
+            }
+        }
+        if self.name_form_delay_secs > 3600 || self.transcript_delay_secs > 3600 {
+            return Err("delays are 0 to 3600 seconds".into());
+        }
+        let cc = &self.default_country_code;
+        if !cc.is_empty() && (cc.len() > 3 || !cc.chars().all(|c| c.is_ascii_digit())) {
+            return Err("default_country_code is 1 to 3 digits, such as 34".into());
+        }
+        Ok(())
+    }
+}
+
+/// A channel: the widget on a site (`web`), and later e-mail, WhatsApp...
+#[derive(Debug, Clone, Serialize)]
 pub struct Channel {
     /// Id.
     pub id: i64,
@@ -35,6 +180,11 @@ pub struct Channel {
     /// Creation time, ms.
     #[serde(skip)]
     pub created_at: i64,
+    /// Widget settings.
+    pub settings: ChannelSettings,
+    /// The key sites sign their users' ids with (ID8); shown to administrators only.
+    #[serde(skip)]
+    pub identity_secret: String,
 }
 
 /// The kinds of channel the console has an icon for.
@@ -92,21 +242,23 @@ impl Store {
     /// Every channel, by id.
     pub fn list_channels(&self) -> StoreResult<Vec<Channel>> {
         db_run!(self, |conn| {
-            Ok(channels::table
+            let rows: Vec<ChannelRow> = channels::table
                 .order(channels::id)
-                .select(Channel::as_select())
-                .load(conn)?)
+                .select(ChannelRow::as_select())
+                .load(conn)?;
+            Ok(rows.into_iter().map(Channel::from).collect())
         })
     }
 
     /// A channel by its key.
     pub fn channel_by_name(&self, name: &str) -> StoreResult<Option<Channel>> {
         db_run!(self, |conn| {
-            Ok(channels::table
+            let row: Option<ChannelRow> = channels::table
                 .filter(channels::name.eq(name))
-                .select(Channel::as_select())
+                .select(ChannelRow::as_select())
                 .first(conn)
-                .optional()?)
+                .optional()?;
+            Ok(row.map(Channel::from))
         })
     }
 
@@ -127,9 +279,11 @@ impl Store {
                     channels::kind.eq(kind),
                     channels::team_id.eq(team_id),
                     channels::created_at.eq(now),
+                    channels::identity_secret.eq(crate::auth::new_token()),
                 ))
-                .returning(Channel::as_returning())
+                .returning(ChannelRow::as_returning())
                 .get_result(conn)
+                .map(Channel::from)
                 .map_err(StoreError::from)
         });
         match r {
@@ -140,23 +294,60 @@ impl Store {
         }
     }
 
-    /// Changes a channel's title, kind and team.
+    /// Changes a channel's title, kind, team and, when given, its widget settings.
     pub fn update_channel(
         &self,
         id: i64,
         title: &str,
         kind: &str,
         team_id: Option<i64>,
+        settings: Option<&ChannelSettings>,
     ) -> StoreResult<Channel> {
+        let settings = settings.map(|s| serde_json::to_string(s).unwrap_or_default());
         db_run!(self, |conn| {
-            Ok(diesel::update(channels::table.find(id))
+            let target = channels::table.find(id);
+            if let Some(s) = &settings {
+                diesel::update(target)
+                    .set(channels::settings.eq(s))
+                    .execute(conn)?;
+            }
+            Ok(diesel::update(target)
                 .set((
                     channels::title.eq(title.trim()),
                     channels::kind.eq(kind),
                     channels::team_id.eq(team_id),
                 ))
-                .returning(Channel::as_returning())
-                .get_result(conn)?)
+                .returning(ChannelRow::as_returning())
+                .get_result(conn)
+                .map(Channel::from)?)
+        })
+    }
+
+    /// Gives a channel a new identity secret (the old one stops verifying at once).
+    pub fn rotate_channel_secret(&self, id: i64) -> StoreResult<Channel> {
+        db_run!(self, |conn| {
+            Ok(diesel::update(channels::table.find(id))
+                .set(channels::identity_secret.eq(crate::auth::new_token()))
+                .returning(ChannelRow::as_returning())
+                .get_result(conn)
+                .map(Channel::from)?)
+        })
+    }
+
+    /// Gives every channel without an identity secret one, from the CSPRNG (the migration
+    /// that added secrets leaves them empty).
+    pub fn ensure_channel_secrets(&self) -> StoreResult<()> {
+        db_run!(self, |conn| {
+            let ids: Vec<i64> = channels::table
+                .filter(channels::identity_secret.eq(""))
+                .select(channels::id)
+                .load(conn)?;
+            for id in ids {
+                diesel::update(channels::table.find(id))
+                    .set(channels::identity_secret.eq(crate::auth::new_token()))
+                    .execute(conn)?;
+            }
+            Ok(())
         })
     }
 }

@@ -1,0 +1,16 @@
+DROP TABLE erasures;
+DROP TABLE attachments;
+DROP INDEX visitors_contact;
+ALTER TABLE visitors DROP COLUMN contact_id;
+DROP TABLE contact_merges;
+DROP TABLE merge_suggestions;
+DROP TABLE contact_identifiers;
+ALTER TABLE contacts DROP COLUMN erased_at;
+ALTER TABLE contacts DROP COLUMN merged_into;
+ALTER TABLE contacts DROP COLUMN bad;
+ALTER TABLE contacts DROP COLUMN vip;
+ALTER TABLE contacts DROP COLUMN address;
+ALTER TABLE contacts DROP COLUMN last_name;
+ALTER TABLE contacts DROP COLUMN first_name;
+ALTER TABLE channels DROP COLUMN identity_secret;
+ALTER TABLE channels DROP COLUMN settings;

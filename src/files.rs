@@ -127,11 +127,7 @@ pub async fn reference(
     conversation_id: Option<i64>,
 ) -> Result<AttachmentInfo, AppError> {
     let key = id.to_string();
-    let info = rt
-        .core
-        .store
-        .call(move |s| s.attachment_info(&key))
-        .await?;
+    let info = rt.core.store.call(move |s| s.attachment_info(&key)).await?;
     match info {
         Some(a)
             if a.uploader_kind == uploader_kind
@@ -152,11 +148,17 @@ mod tests {
 
     #[test]
     fn types_come_from_the_bytes() {
-        assert_eq!(sniff(b"\x89PNG\r\n\x1a\nrest", "text/plain"), Some("image/png"));
+        assert_eq!(
+            sniff(b"\x89PNG\r\n\x1a\nrest", "text/plain"),
+            Some("image/png")
+        );
         assert_eq!(sniff(b"\xff\xd8\xff\xe0", "image/png"), Some("image/jpeg"));
         assert_eq!(sniff(b"<svg onload=alert(1)>", "image/svg+xml"), None);
         assert_eq!(sniff(b"<html><script>", "text/plain"), Some("text/plain"));
-        assert!(!inline("text/plain"), "text is downloaded, never rendered as HTML");
+        assert!(
+            !inline("text/plain"),
+            "text is downloaded, never rendered as HTML"
+        );
         assert_eq!(sniff(b"MZ\x90\x00", "application/octet-stream"), None);
         assert_eq!(sniff(b"hola\x00", "text/plain"), None);
     }

@@ -316,7 +316,10 @@ macro_rules! merge_into {
             ))
             .execute($conn)?;
         diesel::update(contacts::table.find(from))
-            .set((contacts::merged_into.eq(into), contacts::updated_at.eq($now)))
+            .set((
+                contacts::merged_into.eq(into),
+                contacts::updated_at.eq($now),
+            ))
             .execute($conn)?;
         // Suggestions about the merged contact are settled by the merge.
         diesel::update(
@@ -526,7 +529,9 @@ impl Store {
                 let from = live_contact!(conn, from);
                 let into = live_contact!(conn, into);
                 if from == into {
-                    return Err(StoreError::Conflict("the two are one contact already".into()));
+                    return Err(StoreError::Conflict(
+                        "the two are one contact already".into(),
+                    ));
                 }
                 for id in [from, into] {
                     let erased: Option<i64> = contacts::table
@@ -536,7 +541,9 @@ impl Store {
                         .optional()?
                         .ok_or(StoreError::NotFound)?;
                     if erased.is_some() {
-                        return Err(StoreError::Conflict("an erased contact cannot be merged".into()));
+                        return Err(StoreError::Conflict(
+                            "an erased contact cannot be merged".into(),
+                        ));
                     }
                 }
                 let (moved, name) = merge_into!(conn, from, into, by, reason, now);
@@ -566,7 +573,9 @@ impl Store {
                 .ok_or(StoreError::NotFound)?
         });
         if status != "pending" {
-            return Err(StoreError::Conflict(format!("the suggestion is {status} already")));
+            return Err(StoreError::Conflict(format!(
+                "the suggestion is {status} already"
+            )));
         }
         let merged = if accept {
             Some(self.merge_contacts(contact, candidate, Some(by), "suggestion accepted", now)?)
@@ -623,15 +632,17 @@ impl Store {
             };
             Ok(rows
                 .into_iter()
-                .map(|(id, contact, candidate, kind, value, status, created_at)| Suggestion {
-                    id,
-                    contact: named(contact),
-                    candidate: named(candidate),
-                    kind,
-                    value,
-                    status,
-                    created_at,
-                })
+                .map(
+                    |(id, contact, candidate, kind, value, status, created_at)| Suggestion {
+                        id,
+                        contact: named(contact),
+                        candidate: named(candidate),
+                        kind,
+                        value,
+                        status,
+                        created_at,
+                    },
+                )
                 .collect())
         })
     }
@@ -654,7 +665,10 @@ impl Store {
     /// A contact by id, following merges to the one that remains.
     pub fn contact(&self, id: i64) -> StoreResult<Option<Contact>> {
         db_run!(self, |conn| {
-            let exists: i64 = contacts::table.filter(contacts::id.eq(id)).count().get_result(conn)?;
+            let exists: i64 = contacts::table
+                .filter(contacts::id.eq(id))
+                .count()
+                .get_result(conn)?;
             if exists == 0 {
                 return Ok(None);
             }
@@ -676,7 +690,10 @@ impl Store {
         let (identifiers, conversations) = db_run!(self, |conn| {
             let identifiers: Vec<Identifier> = contact_identifiers::table
                 .filter(contact_identifiers::contact_id.eq(cid))
-                .order((contact_identifiers::verified.desc(), contact_identifiers::id))
+                .order((
+                    contact_identifiers::verified.desc(),
+                    contact_identifiers::id,
+                ))
                 .select(Identifier::as_select())
                 .load(conn)?;
             let rows: Vec<(i64, String, String, i64)> = conversations::table
@@ -744,22 +761,34 @@ impl Store {
             conn.transaction(|conn| {
                 let target = contacts::table.find(id);
                 if let Some(name) = change.name.as_deref().and_then(blank_to_none) {
-                    diesel::update(target).set(contacts::name.eq(name)).execute(conn)?;
+                    diesel::update(target)
+                        .set(contacts::name.eq(name))
+                        .execute(conn)?;
                 }
                 if let Some(v) = opt(&change.first_name) {
-                    diesel::update(target).set(contacts::first_name.eq(v)).execute(conn)?;
+                    diesel::update(target)
+                        .set(contacts::first_name.eq(v))
+                        .execute(conn)?;
                 }
                 if let Some(v) = opt(&change.last_name) {
-                    diesel::update(target).set(contacts::last_name.eq(v)).execute(conn)?;
+                    diesel::update(target)
+                        .set(contacts::last_name.eq(v))
+                        .execute(conn)?;
                 }
                 if let Some(v) = opt(&change.address) {
-                    diesel::update(target).set(contacts::address.eq(v)).execute(conn)?;
+                    diesel::update(target)
+                        .set(contacts::address.eq(v))
+                        .execute(conn)?;
                 }
                 if let Some(v) = change.vip {
-                    diesel::update(target).set(contacts::vip.eq(v)).execute(conn)?;
+                    diesel::update(target)
+                        .set(contacts::vip.eq(v))
+                        .execute(conn)?;
                 }
                 if let Some(v) = change.bad {
-                    diesel::update(target).set(contacts::bad.eq(v)).execute(conn)?;
+                    diesel::update(target)
+                        .set(contacts::bad.eq(v))
+                        .execute(conn)?;
                 }
                 // First and last name make the display name when given.
                 let c: Contact = target.select(Contact::as_select()).first(conn)?;
@@ -769,7 +798,9 @@ impl Store {
                     .collect::<Vec<_>>()
                     .join(" ");
                 if !full.is_empty() && (change.first_name.is_some() || change.last_name.is_some()) {
-                    diesel::update(target).set(contacts::name.eq(full)).execute(conn)?;
+                    diesel::update(target)
+                        .set(contacts::name.eq(full))
+                        .execute(conn)?;
                 }
                 diesel::update(target)
                     .set(contacts::updated_at.eq(now))
@@ -965,12 +996,16 @@ impl Store {
                 )
                 .set(messages::meta.eq(None::<String>))
                 .execute(conn)?;
-                diesel::delete(attachments::table.filter(attachments::conversation_id.eq_any(&convs)))
-                    .execute(conn)?;
+                diesel::delete(
+                    attachments::table.filter(attachments::conversation_id.eq_any(&convs)),
+                )
+                .execute(conn)?;
                 diesel::delete(drafts::table.filter(drafts::conversation_id.eq_any(&convs)))
                     .execute(conn)?;
-                diesel::delete(contact_identifiers::table.filter(contact_identifiers::contact_id.eq_any(&all)))
-                    .execute(conn)?;
+                diesel::delete(
+                    contact_identifiers::table.filter(contact_identifiers::contact_id.eq_any(&all)),
+                )
+                .execute(conn)?;
                 diesel::delete(
                     merge_suggestions::table.filter(
                         merge_suggestions::contact_id
@@ -986,7 +1021,10 @@ impl Store {
                 for v in visitor_ids {
                     // A value no token digest can equal: the widget's token stops working.
                     diesel::update(visitors::table.find(v))
-                        .set(visitors::token_hash.eq(format!("erased:{v}:{}", crate::auth::new_token())))
+                        .set(
+                            visitors::token_hash
+                                .eq(format!("erased:{v}:{}", crate::auth::new_token())),
+                        )
                         .execute(conn)?;
                 }
                 diesel::update(contacts::table.filter(contacts::id.eq_any(&all)))

@@ -47,7 +47,11 @@ pub fn normalise_phone(raw: &str, default_country_code: Option<&str>) -> Result<
             '+' if i == 0 => plus = true,
             '0'..='9' => digits.push(c),
             ' ' | '-' | '.' | '(' | ')' | '/' => {}
-            _ => return Err(bad("only digits, spaces, dashes and a leading + are allowed")),
+            _ => {
+                return Err(bad(
+                    "only digits, spaces, dashes and a leading + are allowed",
+                ))
+            }
         }
     }
     let international = if plus {
@@ -59,7 +63,11 @@ pub fn normalise_phone(raw: &str, default_country_code: Option<&str>) -> Result<
             // A national number: drop its trunk prefix 0 (not in Italy, where it stays).
             Some(cc) if cc == "39" => format!("{cc}{digits}"),
             Some(cc) => format!("{cc}{}", digits.trim_start_matches('0')),
-            None => return Err(bad("give it with its country code, such as +34 600 000 000")),
+            None => {
+                return Err(bad(
+                    "give it with its country code, such as +34 600 000 000",
+                ))
+            }
         }
     };
     if !(8..=15).contains(&international.len()) || international.starts_with('0') {
@@ -114,22 +122,52 @@ mod tests {
 
     #[test]
     fn e_mails_are_lower_case_and_checked() {
-        assert_eq!(normalise_email("  Ana.Perez@Example.COM ").unwrap(), "ana.perez@example.com");
-        for bad in ["", "ana", "ana@", "@x.com", "ana@x", "a b@x.com", "a@x..com", "a@b@c.com"] {
+        assert_eq!(
+            normalise_email("  Ana.Perez@Example.COM ").unwrap(),
+            "ana.perez@example.com"
+        );
+        for bad in [
+            "",
+            "ana",
+            "ana@",
+            "@x.com",
+            "ana@x",
+            "a b@x.com",
+            "a@x..com",
+            "a@b@c.com",
+        ] {
             assert!(normalise_email(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn phones_become_e164() {
-        assert_eq!(normalise_phone("+34 600-12.34 56", None).unwrap(), "+34600123456");
-        assert_eq!(normalise_phone("0034 600 123 456", None).unwrap(), "+34600123456");
-        assert_eq!(normalise_phone("600 123 456", Some("34")).unwrap(), "+34600123456");
-        assert_eq!(normalise_phone("(020) 7946 0958", Some("44")).unwrap(), "+442079460958");
-        assert!(normalise_phone("600 123 456", None).is_err(), "no country code");
+        assert_eq!(
+            normalise_phone("+34 600-12.34 56", None).unwrap(),
+            "+34600123456"
+        );
+        assert_eq!(
+            normalise_phone("0034 600 123 456", None).unwrap(),
+            "+34600123456"
+        );
+        assert_eq!(
+            normalise_phone("600 123 456", Some("34")).unwrap(),
+            "+34600123456"
+        );
+        assert_eq!(
+            normalise_phone("(020) 7946 0958", Some("44")).unwrap(),
+            "+442079460958"
+        );
+        assert!(
+            normalise_phone("600 123 456", None).is_err(),
+            "no country code"
+        );
         assert!(normalise_phone("+34 abc", None).is_err());
         assert!(normalise_phone("+1 23", None).is_err(), "too short");
-        assert!(normalise_phone("+34 6001234567890123", None).is_err(), "too long");
+        assert!(
+            normalise_phone("+34 6001234567890123", None).is_err(),
+            "too long"
+        );
     }
 
     #[test]
@@ -140,7 +178,10 @@ mod tests {
         assert!(!verify_user_id("s3cret", "user-43", &sig), "another user");
         assert!(!verify_user_id("other", "user-42", &sig), "another secret");
         assert!(!verify_user_id("s3cret", "user-42", "zz"), "malformed");
-        assert!(!verify_user_id("", "user-42", &sign_user_id("", "user-42")), "no secret");
+        assert!(
+            !verify_user_id("", "user-42", &sign_user_id("", "user-42")),
+            "no secret"
+        );
         // A known vector: HMAC-SHA256(key="key", "The quick brown fox jumps over the lazy dog").
         assert_eq!(
             sign_user_id("key", "The quick brown fox jumps over the lazy dog"),

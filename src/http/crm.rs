@@ -74,11 +74,19 @@ pub async fn update(
         ("last_name", &change.last_name),
     ] {
         if value.as_ref().is_some_and(|v| v.chars().count() > 120) {
-            return Err(AppError::bad_request(format!("{name} is longer than 120 characters")));
+            return Err(AppError::bad_request(format!(
+                "{name} is longer than 120 characters"
+            )));
         }
     }
-    if change.address.as_ref().is_some_and(|v| v.chars().count() > 500) {
-        return Err(AppError::bad_request("the address is longer than 500 characters"));
+    if change
+        .address
+        .as_ref()
+        .is_some_and(|v| v.chars().count() > 500)
+    {
+        return Err(AppError::bad_request(
+            "the address is longer than 500 characters",
+        ));
     }
     let mut claims = Vec::new();
     if let Some(e) = change.email.as_deref().filter(|e| !e.trim().is_empty()) {
@@ -181,7 +189,12 @@ pub async fn suggestions(
     Ok(HttpResponse::Ok().json(list))
 }
 
-async fn decide(rt: &Runtime, who: &Authed, id: i64, accept: bool) -> Result<HttpResponse, AppError> {
+async fn decide(
+    rt: &Runtime,
+    who: &Authed,
+    id: i64,
+    accept: bool,
+) -> Result<HttpResponse, AppError> {
     who.require_chat()?;
     let by = who.operator.id;
     let now = rt.core.clock.now_ms();

@@ -22,6 +22,16 @@ pub async fn upload(
     rt: web::Data<Runtime>,
     req: HttpRequest,
     q: web::Query<UploadQuery>,
+    body: web::Payload,
+) -> HttpResponse {
+    // A widget on another site must be able to read the refusal too.
+    super::widget::readable_anywhere(receive(rt, req, q, body).await)
+}
+
+async fn receive(
+    rt: web::Data<Runtime>,
+    req: HttpRequest,
+    q: web::Query<UploadQuery>,
     mut body: web::Payload,
 ) -> Result<HttpResponse, AppError> {
     let auth = req

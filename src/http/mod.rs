@@ -72,7 +72,15 @@ pub fn routes(cfg: &mut web::ServiceConfig, static_dir: &std::path::Path) {
                 web::put().to(admin::put_routing_settings),
             )
             .route("/widget/{channel}", web::get().to(widget::config))
+            .route(
+                "/widget/{channel}",
+                web::method(actix_web::http::Method::OPTIONS).to(widget::preflight),
+            )
             .route("/uploads", web::post().to(files::upload))
+            .route(
+                "/uploads",
+                web::method(actix_web::http::Method::OPTIONS).to(widget::preflight),
+            )
             .route("/contacts", web::get().to(crm::find))
             .route("/contacts/{id}", web::get().to(crm::card))
             .route("/contacts/{id}", web::patch().to(crm::update))

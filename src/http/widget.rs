@@ -6,8 +6,23 @@ use crate::runtime::router::CanAnswer;
 use crate::runtime::Runtime;
 use actix_web::{web, HttpResponse};
 
+/// Adds `Access-Control-Allow-Origin: *` to an answer or an error, for the widget on any
+/// site.
+pub fn readable_anywhere(res: Result<HttpResponse, AppError>) -> HttpResponse {
+    let mut res = res.unwrap_or_else(|e| actix_web::ResponseError::error_response(&e));
+    res.headers_mut().insert(
+        actix_web::http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        actix_web::http::header::HeaderValue::from_static("*"),
+    );
+    res
+}
+
 /// `GET /api/widget/{channel}`: the widget's configuration.
-pub async fn config(
+pub async fn config(rt: web::Data<Runtime>, path: web::Path<String>) -> HttpResponse {
+    readable_anywhere(widget_config(rt, path).await)
+}
+
+async fn widget_config(
     rt: web::Data<Runtime>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
@@ -45,4 +60,19 @@ pub async fn config(
             "max_upload_bytes": rt.core.config.max_upload_bytes,
             "upload_types": crate::files::ALLOWED.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
         })))
+}
+
+/// `OPTIONS /api/uploads` and `/api/widget/{channel}`: the CORS preflight of a widget on
+/// another site. Credentials travel in `Authorization` (a visitor token), never in cookies,
+/// so any origin may ask.
+pub async fn preflight() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header(("Access-Control-Allow-Origin", "*"))
+        .insert_header(("Access-Control-Allow-Methods", "GET, POST, OPTIONS"))
+        .insert_header((
+            "Access-Control-Allow-Headers",
+            "Authorization, Content-Type",
+        ))
+        .insert_header(("Access-Control-Max-Age", "86400"))
+        .finish()
 }

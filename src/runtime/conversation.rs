@@ -1502,7 +1502,11 @@ impl Conversation {
                 team_id: self.team_id,
             });
         }
-        if change.status.is_some() || assignment.is_some() || change.dequeued || change.contact.is_some() {
+        if change.status.is_some()
+            || assignment.is_some()
+            || change.dequeued
+            || change.contact.is_some()
+        {
             self.announce();
         }
     }

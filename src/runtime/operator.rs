@@ -15,7 +15,8 @@ use crate::console;
 use crate::error::{AppError, ErrorCode};
 use crate::model::ConversationStatus;
 use crate::protocol::{
-    error_frame, parse_frame, validate_message_with, OperatorFrame, Resume, ServerFrame, OPERATOR_TYPES,
+    error_frame, parse_frame, validate_message_with, OperatorFrame, Resume, ServerFrame,
+    OPERATOR_TYPES,
 };
 use crate::store::operators::{Operator, OperatorChange};
 use actix::prelude::*;
@@ -304,9 +305,14 @@ impl OperatorSession {
         let client_id = post.client_id.clone();
         ctx.wait(
             async move {
-                let info =
-                    crate::files::reference(&rt, &file, "operator", operator_id, Some(conversation_id))
-                        .await?;
+                let info = crate::files::reference(
+                    &rt,
+                    &file,
+                    "operator",
+                    operator_id,
+                    Some(conversation_id),
+                )
+                .await?;
                 post.attachment = Some(info);
                 let addr = rt.conversation(conversation_id).await?;
                 rt.deliver(&addr, post)

@@ -4,8 +4,7 @@
 //! state beyond what it needs to deliver each message once.
 
 use super::conversation::{
-    Attach, Attached, Conversation, Detach, FormSubmitted, MarkRead, Post, Reply, Requester,
-    Typing,
+    Attach, Attached, Conversation, Detach, FormSubmitted, MarkRead, Post, Reply, Requester, Typing,
 };
 use super::persister::{PersistReply, PersistRequest};
 use super::router::Open;
@@ -15,16 +14,16 @@ use super::session::{
 };
 use super::{Outbound, Runtime, Shutdown};
 use crate::auth;
-use crate::error::{AppError, ErrorCode};
 use crate::crm::contacts::{Claim, IdKind};
 use crate::crm::{identity, FormFields};
+use crate::error::{AppError, ErrorCode};
 use crate::model::{MessageKind, Named};
-use crate::store::teams::{FieldRule, Prechat};
 use crate::protocol::{
     error_frame, parse_frame, validate_message_with, ServerFrame, SignedIdentity, VisitorFrame,
     VISITOR_TYPES,
 };
 use crate::store::messages::Write;
+use crate::store::teams::{FieldRule, Prechat};
 use actix::prelude::*;
 use actix_web_actors::ws;
 use std::sync::atomic::Ordering;
@@ -233,7 +232,13 @@ impl VisitorSession {
             // A site's signature vouches for its user (ID8); a forged one is refused even
             // where signing is optional, and a channel may require one.
             match &identity {
-                Some(i) if !identity::verify_user_id(&channel.identity_secret, &i.user_id, &i.signature) => {
+                Some(i)
+                    if !identity::verify_user_id(
+                        &channel.identity_secret,
+                        &i.user_id,
+                        &i.signature,
+                    ) =>
+                {
                     return Err(AppError::unauthorized(
                         "the identity signature does not match this channel's secret",
                     ));
@@ -491,7 +496,8 @@ impl VisitorSession {
         let prepare = async move {
             match attachment {
                 Some(file) => Ok(Some(
-                    crate::files::reference(&rt, &file, "visitor", visitor_id, conversation).await?,
+                    crate::files::reference(&rt, &file, "visitor", visitor_id, conversation)
+                        .await?,
                 )),
                 None => Ok(None),
             }
@@ -545,14 +551,10 @@ impl VisitorSession {
             let sink = ctx.address().recipient::<Outbound>();
             ctx.wait(
                 async move {
-                    let done = crate::crm::identify(
-                        &rt,
-                        visitor_id,
-                        fields.name.clone(),
-                        fields.claims(),
-                    )
-                    .await
-                    .map_err(|e| (e, cid.clone()))?;
+                    let done =
+                        crate::crm::identify(&rt, visitor_id, fields.name.clone(), fields.claims())
+                            .await
+                            .map_err(|e| (e, cid.clone()))?;
                     rt.deliver(
                         &addr,
                         FormSubmitted {
@@ -619,7 +621,9 @@ async fn attach(
         sink,
     })
     .await
-    .map_err(|_| AppError::new(ErrorCode::Busy, "the conversation is restarting; retry").retry_after(100))?
+    .map_err(|_| {
+        AppError::new(ErrorCode::Busy, "the conversation is restarting; retry").retry_after(100)
+    })?
 }
 
 impl Actor for VisitorSession {

@@ -24,19 +24,30 @@ const TOKEN_KEY = 'charla.console.token';
 // ---------------------------------------------------------------------------------------
 // HTTP
 
+/**
+ * One API call. A 503 with a retry hint is retried, as docs/PROTOCOL.md says: on SQLite some
+ * administrative writes still answer `storage_unavailable` while the persister commits
+ * (reported; see docs/CONSOLE.md, "Known server gaps"), and set-up must not flake on it.
+ */
 async function http(server, token, method, path, body) {
   const headers = { accept: 'application/json' };
   if (token) headers.authorization = `Bearer ${token}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(`${server.url}${path}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(15_000),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path} answered ${res.status}: ${text}`);
-  return text ? JSON.parse(text) : null;
+  for (let attempt = 0; ; attempt++) {
+    const res = await fetch(`${server.url}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(15_000),
+    });
+    const text = await res.text();
+    if (res.status === 503 && attempt < 5) {
+      await new Promise((r) => setTimeout(r, JSON.parse(text).error?.retry_after_ms || 200));
+      continue;
+    }
+    if (!res.ok) throw new Error(`${method} ${path} answered ${res.status}: ${text}`);
+    return text ? JSON.parse(text) : null;
+  }
 }
 
 let operatorCounter = 0;
@@ -412,7 +423,7 @@ for (const backend of tested) {
       const text = 'Hola, necesito ayuda con mi pedido 123';
       const { v, id, seq } = await visitorSays(host, text);
       await waitText(page, `${item(id)} .conv-preview`, text);
-      assert.equal(await page.textContent(`${item(id)} .unread-badge`), '1');
+      assert.equal(await page.textContent(`${item(id)} .unread-count`), '1');
       assert.equal(await page.textContent(`${item(id)} .conv-name`), `Visitor #${id}`);
       assert.equal(await page.textContent(`${item(id)} .chan-title`), 'Website');
       assert.equal(await page.getAttribute(`${item(id)} .chan-icon`, 'class'), 'chan-icon chan-web');
@@ -816,7 +827,7 @@ for (const backend of tested) {
       // Jorge, on a phone: the list first, a toast, then the chat with a back button.
       await waitText(pj, '.toast-body', '¿Puedes cubrir mi turno del sábado?');
       await waitText(pj, `${item(chatId)} .conv-name`, 'Inés Iglesias');
-      assert.equal(await pj.textContent(`${item(chatId)} .unread-badge`), '1');
+      assert.equal(await pj.textContent(`${item(chatId)} .unread-count`), '1');
       assert.equal(await pj.isVisible('#list-pane'), true);
       assert.equal(await pj.isVisible('#main-pane'), false);
       await pj.click(`${item(chatId)} a`);
@@ -842,6 +853,8 @@ for (const backend of tested) {
       await waitText(pj, `#conv-list li .conv-name`, `Soporte ${backend}`);
 
       // Pop-up display (OC2): the work area stays, the chat floats over it.
+      const mine = await visitorSays(host, 'Una consulta para Inés');
+      await http(server, admin.token, 'POST', `/api/conversations/${mine.id}/assign`, { operator_id: ines.id });
       await pi.click('#settings-button');
       await pi.check('#settings-dialog input[value=popup]');
       await pi.waitForFunction(() => document.body.classList.contains('mode-popup'));
@@ -851,6 +864,9 @@ for (const backend of tested) {
       await pi.waitForSelector('#overview:not([hidden])');
       await waitText(pi, '#overview-operators', 'Jorge Jiménez');
       await waitText(pi, '#overview-queue', 'Waiting in the queue:');
+      await waitText(pi, '#overview-mine', `Visitor #${mine.id}`);
+      const load = pi.locator('#overview-operators li', { hasText: 'Inés Iglesias' }).locator('.load-text');
+      assert.match(await load.textContent(), /^1\/\d+$/);
       await pi.click(`${item(chatId)} a`);
       await waitText(pi, '#conv-title', 'Jorge Jiménez');
       assert.equal(await pi.isVisible('#overview'), true, 'the work area stays under the pop-up');

@@ -761,6 +761,7 @@ mod tests {
                 body: "hello".into(),
                 reply_to: None,
                 mentions: Vec::new(),
+                attachment: None,
                 reply: Reply::Http(tx),
                 from_session: None,
             },

@@ -251,7 +251,8 @@ macro_rules! records {
 }
 
 impl Store {
-    /// Opens a new visitor conversation, routed to the channel's team.
+    /// Opens a new visitor conversation, routed to the channel's team, linked to the
+    /// visitor's CRM contact when they have one.
     pub fn add_conversation(
         &self,
         visitor_id: i64,
@@ -260,8 +261,15 @@ impl Store {
         now: i64,
     ) -> StoreResult<ConversationRow> {
         db_run!(self, |conn| {
+            let contact: Option<i64> = super::schema::visitors::table
+                .find(visitor_id)
+                .select(super::schema::visitors::contact_id)
+                .first::<Option<i64>>(conn)
+                .optional()?
+                .flatten();
             Ok(diesel::insert_into(conversations::table)
                 .values((
+                    conversations::contact_id.eq(contact),
                     conversations::visitor_id.eq(visitor_id),
                     conversations::channel.eq(channel),
                     conversations::status.eq(ConversationStatus::Open.as_str()),

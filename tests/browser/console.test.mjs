@@ -159,6 +159,20 @@ class Visitor {
     );
   }
 
+  /** Uploads a file as this visitor (POST /api/uploads); returns the server's answer. */
+  upload(name, base64) {
+    return this.host.evaluate(async ([key, n, b64]) => {
+      const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+      const res = await fetch(`/api/uploads?name=${encodeURIComponent(n)}`, {
+        method: 'POST',
+        headers: { authorization: `Visitor ${window.visitors[key].token}` },
+        body: bytes,
+      });
+      if (!res.ok) throw new Error(`upload answered ${res.status}: ${await res.text()}`);
+      return res.json();
+    }, [this.key, name, base64]);
+  }
+
   get conversationId() {
     return this.host.evaluate((key) => window.visitors[key].conversationId, this.key);
   }
@@ -438,6 +452,7 @@ for (const backend of tested) {
       await waitText(page, '#messages li.msg-event', 'Opened');
       await page.waitForSelector(`${item(id)} .unread-badge`, { state: 'detached' });
       assert.equal(await page.textContent('#conv-owner'), 'Nobody is responsible yet');
+      await waitText(page, '#conv-sub .visitor-presence', 'online now');
 
       // Typing, both ways (XB5).
       await v.typing(true);
@@ -452,6 +467,7 @@ for (const backend of tested) {
       await page.click('[role=menuitem][data-action=reply]');
       await waitText(page, '#reply-preview', 'Replying to Visitor');
       await v.close();
+      await page.waitForSelector('#conv-sub .visitor-presence', { state: 'detached' });
       const reply = 'Claro, ahora mismo lo reviso';
       await page.fill('#composer-input', reply);
       await page.press('#composer-input', 'Enter');
@@ -470,6 +486,11 @@ for (const backend of tested) {
       await waitStatus(page, reply, 'delivered');
       await v.read(got.seq);
       await waitStatus(page, reply, 'read');
+      // While the widget is online, a reply is delivered as soon as it is committed.
+      await waitText(page, '#conv-sub .visitor-presence', 'online now');
+      await send(page, '¿Algo más?');
+      await waitStatus(page, '¿Algo más?', 'delivered');
+      await v.waitFrame({ type: 'message', body: '¿Algo más?' });
 
       // Copy from the menu.
       await page.click(`#messages li[data-seq="${seq}"] .msg-menu-button`);
@@ -709,6 +730,18 @@ for (const backend of tested) {
       await page.click('#act-reopen');
       await waitText(page, '#messages li.msg-event', 'Reopened by Fede Fuentes');
       assert.ok((await visible()).includes(c.id));
+
+      // Link another conversation to the same customer (XB2); the card lists both (OC20).
+      await page.click(`${item(b.id)} a`);
+      await waitText(page, '#conv-title', `Visitor #${b.id}`);
+      await page.fill('#link-search', 'María Ló');
+      await page.click('#details-body .link-choice:has-text("María López")');
+      await waitText(page, '#conv-title', 'María López');
+      await waitText(page, '#details-body .customer-card', 'Conversations (2)');
+      await waitText(page, '#details-body .customer-convs', `#${a.id} · Website`);
+      await waitText(page, '#details-body .customer-convs', `#${b.id} · Online shop`);
+      await page.selectOption('#filter-with', 'customers');
+      await only([a.id, b.id]);
       assert.deepEqual(page.errors, []);
       await closePages();
     });
@@ -738,7 +771,25 @@ for (const backend of tested) {
       assert.equal(await page.textContent('#conv-title'), name);
       await waitText(page, `${item(id)} .conv-name`, 'Mallory');
       assert.equal(await page.textContent(`${item(id)} .conv-name`), name);
-      const injected = await page.evaluate(() => document.querySelectorAll('body img, body script, body b, body [onerror], body [onmouseover]').length);
+      // A form (CF3) and a file (XB1) carry visitor text too: a name, a file name.
+      const { v } = await visitorSays(host, 'form and file');
+      await v.send({ type: 'form', client_id: 'form-1', form: 'name', fields: { name: '<i>Eve</i>' } });
+      await v.waitFrame({ type: 'ack', client_id: 'form-1' });
+      const png = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==';
+      const file = await v.upload('<b>dot</b>.png', png);
+      await v.say('', { attachment: file.id });
+      const other = await v.conversationId;
+      await page.click(`${item(other)} a`);
+      await waitText(page, '#messages li.msg-form .event-text', 'The visitor gave their name');
+      assert.equal(await page.textContent('#messages li.msg-form dd'), '<i>Eve</i>');
+      await waitText(page, '#conv-title', 'Eve');
+      assert.equal(await page.textContent('#conv-title'), '<i>Eve</i>');
+      await page.waitForSelector('#messages .attachment.is-image img');
+      assert.equal(await page.textContent('#messages .attachment .attachment-name'), file.name);
+      await page.waitForFunction(() => document.querySelector('#messages .attachment img').naturalWidth === 1, null, { timeout: 5000 });
+      const images = await page.$$eval('body img', (ns) => ns.map((n) => n.getAttribute('src')));
+      assert.deepEqual(images, [file.url], 'the one image is the uploaded file, served by the server');
+      const injected = await page.evaluate(() => document.querySelectorAll('body script, body b, body i, body [onerror], body [onmouseover]').length);
       assert.equal(injected, 0, 'no element was made from visitor text');
       await page.waitForTimeout(300);
       assert.deepEqual(page.dialogs, []);

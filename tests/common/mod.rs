@@ -340,6 +340,20 @@ impl TestServer {
         )
     }
 
+    /// DELETEs.
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = awc::Client::new().delete(self.url(path));
+        if let Some(t) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {t}")));
+        }
+        let mut res = req.send().await.expect("request");
+        let bytes = res.body().limit(16 << 20).await.expect("body");
+        (
+            res.status().as_u16(),
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
     /// GETs JSON (or text, as a JSON string, when the answer is not JSON).
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         let mut req = awc::Client::new().get(self.url(path));

@@ -158,6 +158,8 @@ async function main() {
 
     // 3. Lucía (Spanish, e-mail): unassigned, waiting for someone to take it.
     const lucia = await host.visitor('email');
+    await lucia.send({ type: 'form', client_id: 'f-1', form: 'prechat', fields: { name: 'Lucía Fernández', email: 'lucia@empresa.example' } });
+    await sleep(200);
     await lucia.say('Buenas tardes, necesito la factura de mi última compra a nombre de mi empresa (CIF B12345678).');
 
     // 4. Carmen (Spanish, web): two unread messages, and Ana's draft.

@@ -85,6 +85,13 @@ pub async fn start_with_clock(cfg: Config, clock: SharedClock) -> Result<Server,
         .await
         .map_err(|e| format!("start-up task failed: {e}"))?
         .map_err(|e| format!("cannot read the routing state: {e}"))?;
+    let mail_cfg = cfg.clone();
+    let mail_store = store.clone();
+    let mail = tokio::task::spawn_blocking(move || {
+        crate::mail::MailSettings::resolve(&mail_cfg, &mail_store)
+    })
+    .await
+    .map_err(|e| format!("start-up task failed: {e}"))??;
     let core = Arc::new(Core {
         config: cfg.clone(),
         store,
@@ -94,10 +101,24 @@ pub async fn start_with_clock(cfg: Config, clock: SharedClock) -> Result<Server,
         registry: Default::default(),
         visitors_online: Default::default(),
         channels: Default::default(),
+        mail: Arc::new(mail),
+        mail_wake: Default::default(),
         hub: Hub::default(),
     });
     let router = Router::new(core.clone(), threads, routing).start();
-    let runtime = Runtime { core, router };
+    let timers = crate::runtime::timers::Timers::new(core.clone(), router.clone()).start();
+    crate::mail::sender::spawn(
+        core.store.clone(),
+        core.mail.clone(),
+        core.clock.clone(),
+        core.mail_wake.clone(),
+        stop_background.clone(),
+    );
+    let runtime = Runtime {
+        core,
+        router,
+        timers,
+    };
     let data = web::Data::new(runtime.clone());
     let static_dir = cfg.static_dir.clone();
     let server = HttpServer::new(move || {
@@ -166,6 +187,7 @@ impl Server {
         let persister = self.runtime.core.persister.clone();
         let _ = tokio::task::spawn_blocking(move || persister.stop()).await;
         self.stop_background.store(true, Ordering::Relaxed);
+        self.runtime.core.mail_wake.notify_waiters();
         tracing::info!("stopped; every pending write was committed");
     }
 }

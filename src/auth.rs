@@ -51,6 +51,38 @@ pub fn token_digest(token: &str) -> String {
     out
 }
 
+/// HMAC-SHA256 of `message` under `key`, in lower-case hex: signatures of widget
+/// identities, continue links and reply addresses.
+pub fn hmac_hex(key: &str, message: &str) -> String {
+    use hmac::Mac;
+    let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(key.as_bytes()) else {
+        // HMAC takes keys of any length; this cannot happen.
+        return String::new();
+    };
+    mac.update(message.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Checks a hex HMAC (or a prefix of one, `min_len` hex digits at least) in constant
+/// time; an empty key never verifies.
+pub fn hmac_verify(key: &str, message: &str, signature: &str, min_len: usize) -> bool {
+    if key.is_empty() || signature.len() < min_len || signature.len() > 64 {
+        return false;
+    }
+    let expected = hmac_hex(key, message);
+    let expected = &expected.as_bytes()[..signature.len()];
+    // Constant time: every byte is compared whatever the first difference.
+    expected
+        .iter()
+        .zip(signature.as_bytes())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b.to_ascii_lowercase()))
+        == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -99,6 +99,20 @@ settings! {
     conversation_idle_secs: u64 = "300", "CHARLA_CONVERSATION_IDLE_SECS";
     /// Seconds the server waits for connections to finish when it shuts down.
     shutdown_timeout_secs: u64 = "10", "CHARLA_SHUTDOWN_TIMEOUT_SECS";
+    /// SMTP server for outgoing e-mail: `smtp://host:25` (STARTTLS when offered), `smtps://host:465`, with `user:password@` when needed; empty keeps e-mails in the outbox.
+    smtp_url: String = "", "CHARLA_SMTP_URL";
+    /// Sender of every e-mail, such as `Tienda <admin@example.com>` (CF6); empty means the first administrator's address.
+    mail_from: String = "", "CHARLA_MAIL_FROM";
+    /// Domain of the reply addresses (`reply+TOKEN@domain`) whose mail reaches the inbound endpoint; empty means the sender's domain.
+    reply_domain: String = "", "CHARLA_REPLY_DOMAIN";
+    /// Shared secret an inbound mail service sends as `Authorization: Bearer` to `POST /api/inbound/email`; empty turns the endpoint off.
+    inbound_secret: String = "", "CHARLA_INBOUND_SECRET";
+    /// Seconds an operator's reply may stay unread before it is e-mailed (CF8); replies within the window go in one e-mail.
+    unread_email_secs: u64 = "60", "CHARLA_UNREAD_EMAIL_SECS";
+    /// Lifetime of a "continue the conversation" link, in seconds.
+    continue_link_ttl_secs: u64 = "604800", "CHARLA_CONTINUE_LINK_TTL_SECS";
+    /// Key that signs links and reply addresses; empty means one made at first start and kept in the database.
+    secret_key: String = "", "CHARLA_SECRET_KEY";
 }
 
 fn parse_setting<T: FromStr>(key: &str, env: &str, raw: &str) -> Result<T, ConfigError>
@@ -215,6 +229,19 @@ impl Config {
         }
         if self.max_message_chars == 0 {
             return bad("CHARLA_MAX_MESSAGE_CHARS", "it must be at least 1");
+        }
+        let smtp = &self.smtp_url;
+        if !(smtp.is_empty() || smtp.starts_with("smtp://") || smtp.starts_with("smtps://")) {
+            return bad("CHARLA_SMTP_URL", "it must start with smtp:// or smtps://");
+        }
+        if !self.mail_from.is_empty() && !self.mail_from.contains('@') {
+            return bad("CHARLA_MAIL_FROM", "it must hold an e-mail address");
+        }
+        if self.reply_domain.contains('@') || self.reply_domain.contains(char::is_whitespace) {
+            return bad(
+                "CHARLA_REPLY_DOMAIN",
+                "it must be a bare domain, such as reply.example.com",
+            );
         }
         if self.operator_token_ttl_secs == 0 {
             return bad("CHARLA_OPERATOR_TOKEN_TTL_SECS", "it must be at least 1");

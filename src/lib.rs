@@ -12,6 +12,7 @@ pub mod crm;
 pub mod error;
 pub mod files;
 pub mod http;
+pub mod mail;
 pub mod model;
 pub mod protocol;
 pub mod runtime;

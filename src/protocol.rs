@@ -37,6 +37,9 @@ pub enum VisitorFrame {
         /// A logged-in user of the site, vouched for by the site's signature (ID8).
         #[serde(default)]
         identity: Option<SignedIdentity>,
+        /// The code of a "continue the conversation" link from an e-mail (CF8).
+        #[serde(default)]
+        continue_code: Option<String>,
     },
     /// A text message.
     Message {

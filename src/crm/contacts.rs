@@ -1018,6 +1018,12 @@ impl Store {
                     .filter(visitors::contact_id.eq_any(&all))
                     .select(visitors::id)
                     .load(conn)?;
+                diesel::delete(
+                    crate::store::schema::visitor_tokens::table.filter(
+                        crate::store::schema::visitor_tokens::visitor_id.eq_any(&visitor_ids),
+                    ),
+                )
+                .execute(conn)?;
                 for v in visitor_ids {
                     // A value no token digest can equal: the widget's token stops working.
                     diesel::update(visitors::table.find(v))

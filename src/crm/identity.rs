@@ -2,8 +2,6 @@
 //! and the signature a site puts on its logged-in user's id (ID8).
 
 use crate::error::AppError;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 /// Longest e-mail address (RFC 5321 path limit).
 const MAX_EMAIL: usize = 254;
@@ -76,44 +74,15 @@ pub fn normalise_phone(raw: &str, default_country_code: Option<&str>) -> Result<
     Ok(format!("+{international}"))
 }
 
-type HmacSha256 = Hmac<Sha256>;
-
 /// The signature a site sends with its logged-in user's id: HMAC-SHA256 of the id with
 /// the channel's identity secret, in lower-case hex.
 pub fn sign_user_id(secret: &str, user_id: &str) -> String {
-    let mut mac = match HmacSha256::new_from_slice(secret.as_bytes()) {
-        Ok(m) => m,
-        // HMAC takes keys of any length; this cannot happen.
-        Err(_) => return String::new(),
-    };
-    mac.update(user_id.as_bytes());
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::auth::hmac_hex(secret, user_id)
 }
 
 /// Checks a signed identity in constant time; a malformed signature never matches.
 pub fn verify_user_id(secret: &str, user_id: &str, signature: &str) -> bool {
-    if secret.is_empty() || signature.len() != 64 {
-        return false;
-    }
-    let Some(expected) = hex_decode(signature) else {
-        return false;
-    };
-    let Ok(mut mac) = HmacSha256::new_from_slice(secret.as_bytes()) else {
-        return false;
-    };
-    mac.update(user_id.as_bytes());
-    mac.verify_slice(&expected).is_ok()
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-        .collect()
+    signature.len() == 64 && crate::auth::hmac_verify(secret, user_id, signature, 64)
 }
 
 #[cfg(test)]

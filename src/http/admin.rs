@@ -244,19 +244,76 @@ pub async fn update_channel(
     rt: web::Data<Runtime>,
     who: Authed,
     path: web::Path<i64>,
-    body: web::Json<ChannelBody>,
+    body: web::Json<ChannelPatch>,
 ) -> Result<HttpResponse, AppError> {
     who.require_admin()?;
-    let b = body.into_inner();
-    let kind = check_channel(&b)?;
+    let patch = body.into_inner();
     let id = path.into_inner();
+    let current = rt
+        .core
+        .store
+        .call(|s| s.list_channels())
+        .await?
+        .into_iter()
+        .find(|c| c.id == id)
+        .ok_or_else(|| AppError::not_found("no such channel"))?;
+    // What is sent changes; what is left out stays (settings merge key by key).
+    let mut settings = serde_json::to_value(&current.settings).unwrap_or_default();
+    if let (Some(serde_json::Value::Object(given)), Some(obj)) =
+        (patch.settings, settings.as_object_mut())
+    {
+        for (k, v) in given {
+            obj.insert(k, v);
+        }
+    }
+    let settings: ChannelSettings = serde_json::from_value(settings)
+        .map_err(|e| AppError::bad_request(format!("invalid settings: {e}")))?;
+    let merged = ChannelBody {
+        name: None,
+        title: patch.title.unwrap_or(current.title),
+        kind: Some(patch.kind.unwrap_or(current.kind)),
+        team_id: patch.team_id.unwrap_or(current.team_id),
+        settings: Some(settings),
+    };
+    let kind = check_channel(&merged)?;
     let c = rt
         .core
         .store
-        .call(move |s| s.update_channel(id, &b.title, &kind, b.team_id, b.settings.as_ref()))
+        .call(move |s| {
+            s.update_channel(
+                id,
+                &merged.title,
+                &kind,
+                merged.team_id,
+                merged.settings.as_ref(),
+            )
+        })
         .await?;
     rt.forget_channels();
     Ok(HttpResponse::Ok().json(c))
+}
+
+/// A channel change: every field may be left out, and stays as it is; `team_id: null`
+/// routes the channel to everyone; `settings` holds only the settings to change.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelPatch {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    team_id: Option<Option<i64>>,
+    #[serde(default)]
+    settings: Option<serde_json::Value>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D>(d: D) -> Result<Option<Option<i64>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Option::<i64>::deserialize(d).map(Some)
 }
 
 /// `GET /api/channels/{id}/secret` (administrators): the key the site signs its logged-in

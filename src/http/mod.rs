@@ -6,6 +6,7 @@ pub mod admin;
 pub mod conversations;
 pub mod crm;
 pub mod files;
+pub mod mail;
 pub mod widget;
 
 use crate::error::{AppError, ErrorCode};
@@ -43,6 +44,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, static_dir: &std::path::Path) {
     .route("/ws/visitor", web::get().to(visitor_ws))
     .route("/ws/operator", web::get().to(operator_ws))
     .route("/files/{id}/{name}", web::get().to(files::download))
+    .route("/continue", web::get().to(mail::continue_page))
     .service(
         web::scope("/api")
             .route("/login", web::post().to(account::login))
@@ -98,6 +100,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, static_dir: &std::path::Path) {
                 "/channels/{id}/secret",
                 web::post().to(admin::rotate_channel_secret),
             )
+            .route("/inbound/email", web::post().to(mail::inbound))
+            .route(
+                "/conversations/{id}/ask-email",
+                web::post().to(mail::ask_email),
+            )
+            .route("/conversations/{id}/emails", web::get().to(mail::emails))
             .route("/search", web::get().to(conversations::search))
             .route("/internal", web::post().to(conversations::internal))
             .route("/conversations", web::get().to(conversations::list))
@@ -146,7 +154,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, static_dir: &std::path::Path) {
         cfg.service(
             actix_files::Files::new("/", static_dir)
                 .index_file("index.html")
-                .redirect_to_slash_directory(),
+                .redirect_to_slash_directory()
+                .prefer_utf8(true),
         );
     }
 }

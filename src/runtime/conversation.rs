@@ -154,6 +154,8 @@ pub struct Loaded {
     pub fresh: bool,
     /// Operators with a draft in the conversation.
     pub drafters: Vec<i64>,
+    /// Its channel's settings when it was loaded.
+    pub settings: crate::store::teams::ChannelSettings,
 }
 
 struct Item {
@@ -228,6 +230,11 @@ pub struct Conversation {
     visitors: HashMap<u64, Recipient<Outbound>>,
     /// Operators with a stored draft here, whose draft a sent reply clears.
     drafts: HashSet<i64>,
+    /// The channel's settings as loaded (the channel cache has fresher ones).
+    settings: crate::store::teams::ChannelSettings,
+    /// When the pending `unread` e-mail timer fires, as far as this actor knows (replies
+    /// in the window fold into it, so one write schedules the window).
+    unread_due: Option<i64>,
     pending: VecDeque<Pending>,
     next_ticket: u64,
     seen: HashMap<ClientKey, i64>,
@@ -268,6 +275,8 @@ impl Conversation {
             delivered_dirty: false,
             visitors: HashMap::new(),
             drafts: loaded.drafters.into_iter().collect(),
+            settings: loaded.settings,
+            unread_due: None,
             pending: VecDeque::new(),
             next_ticket: 1,
             seen: HashMap::new(),
@@ -357,6 +366,31 @@ impl Conversation {
 
     fn now(&self) -> i64 {
         self.core.clock.now_ms()
+    }
+
+    /// The channel's settings: from the cache when an administrator's change reached it,
+    /// else as loaded.
+    fn channel_settings(&self) -> crate::store::teams::ChannelSettings {
+        self.core
+            .channels
+            .get(&self.channel)
+            .map(|c| c.settings.clone())
+            .unwrap_or_else(|| self.settings.clone())
+    }
+
+    /// The write that schedules the unread e-mail (CF8), unless one is pending already.
+    fn unread_timer(&mut self, due_at: i64) -> Option<Write> {
+        let now = self.now();
+        if self.kind.is_internal() || self.unread_due.is_some_and(|d| d > now && d <= due_at) {
+            return None;
+        }
+        self.unread_due = Some(due_at);
+        Some(Write::Timer {
+            kind: "unread",
+            conversation_id: self.id,
+            due_at,
+            now,
+        })
     }
 
     fn new_item(
@@ -1003,11 +1037,19 @@ impl Handler<Post> for Conversation {
             });
         }
         let meta = (!meta.is_empty()).then_some(serde_json::Value::Object(meta));
+        let operator_text = author.kind == AuthorKind::Operator && kind == MessageKind::Text;
         let (mut item, write) = self.new_item(kind, author, author_id, Some(client_id), body, meta);
         item.replies.push(reply);
         item.from_session = from_session;
         items.push(item);
         writes.push(write);
+        if operator_text {
+            // If the visitor does not read it within the window, it is e-mailed (CF8,
+            // EC2); the timer is written with the reply, in one transaction.
+            let window = (self.core.config.unread_email_secs as i64).saturating_mul(1000);
+            let due = self.now() + window;
+            writes.extend(self.unread_timer(due));
+        }
         self.submit(ctx, items, writes, change);
     }
 }
@@ -1064,14 +1106,83 @@ impl Handler<FormSubmitted> for Conversation {
             contact: Some((Some(msg.contact.clone()), self.contact.clone())),
             ..Change::default()
         };
-        let writes = vec![
+        let mut writes = vec![
             write,
             Write::Contact {
                 conversation_id: self.id,
                 contact_id: Some(msg.contact.id),
             },
         ];
+        let now = self.now();
+        if msg.fields.email.is_some() && self.last_operator_seq > self.visitor_read_seq {
+            // An address at last: the replies not read yet go now (CF9).
+            writes.extend(self.unread_timer(now));
+        }
+        if msg.form == "transcript" {
+            writes.push(Write::Timer {
+                kind: "transcript",
+                conversation_id: self.id,
+                due_at: now,
+                now,
+            });
+        }
         self.submit(ctx, vec![item], writes, change);
+    }
+}
+
+/// A card in the chat that asks the visitor for something: a copy of the conversation
+/// by e-mail (CF5, from a timer after closing) or their e-mail address (EC3, from an
+/// operator). Recorded as an `offer` event the widget shows as a form.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Offer {
+    /// `transcript` or `email`.
+    pub form: &'static str,
+    /// The server (a timer) or an operator.
+    pub by: Requester,
+    /// Idempotency key of the event.
+    pub client_id: Option<String>,
+    /// The timer that fired it, marked fired in the same transaction.
+    pub timer: Option<i64>,
+    /// Where the outcome goes.
+    pub reply: Reply,
+    /// The requesting session.
+    pub from_session: Option<u64>,
+}
+
+impl Handler<Offer> for Conversation {
+    type Result = ();
+
+    fn handle(&mut self, msg: Offer, ctx: &mut Self::Context) {
+        let client_id = msg.client_id.clone();
+        if self.kind.is_internal() {
+            return msg.reply.err(
+                AppError::bad_request("internal chats have no visitor to ask"),
+                client_id.as_deref(),
+            );
+        }
+        if let Requester::Operator(staff) = &msg.by {
+            if self.assignee.as_ref().is_some_and(|a| a.id != staff.id) {
+                return msg.reply.err(
+                    AppError::new(ErrorCode::NotAssigned, "not assigned to you"),
+                    client_id.as_deref(),
+                );
+            }
+        }
+        let (author, author_id) = msg.by.author();
+        let key = msg.client_id.clone().map(|c| (author.kind, author_id, c));
+        let Some(reply) = self.answer_retry(key, msg.reply) else {
+            return;
+        };
+        let meta = serde_json::json!({ "form": msg.form });
+        let (mut item, write) = self.event_item("offer", &msg.by, msg.client_id, Some(meta));
+        item.replies.push(reply);
+        item.from_session = msg.from_session;
+        let mut writes = vec![write];
+        if let Some(id) = msg.timer {
+            writes.push(Write::TimerFired { id, at: self.now() });
+        }
+        self.submit(ctx, vec![item], writes, Change::default());
     }
 }
 
@@ -1163,6 +1274,18 @@ impl Handler<SetStatus> for Conversation {
                 queued_at: None,
             });
             change.dequeued = true;
+        }
+        let settings = self.channel_settings();
+        if msg.status == ConversationStatus::Closed && settings.transcript_offer {
+            // "Send a copy of this conversation to your e-mail?", a few seconds later (CF5),
+            // from a stored timer, so a restart in between does not lose it.
+            let now = self.now();
+            writes.push(Write::Timer {
+                kind: "transcript_offer",
+                conversation_id: self.id,
+                due_at: now + i64::from(settings.transcript_delay_secs) * 1000,
+                now,
+            });
         }
         self.submit(ctx, vec![item], writes, change);
     }

@@ -9,6 +9,7 @@ pub mod operator;
 pub mod persister;
 pub mod router;
 pub mod session;
+pub mod timers;
 pub mod visitor;
 
 use crate::clock::SharedClock;
@@ -69,6 +70,10 @@ pub struct Core {
     /// Channels by name, read once: every visitor's `hello` needs its channel's settings.
     /// Administrators' changes evict the entry.
     pub channels: DashMap<String, Arc<crate::store::teams::Channel>>,
+    /// E-mail settings (signing key, addresses, SMTP server).
+    pub mail: Arc<crate::mail::MailSettings>,
+    /// Wakes the sender when the outbox has something new.
+    pub mail_wake: Arc<tokio::sync::Notify>,
 }
 
 /// The runtime as handlers and sessions use it.
@@ -78,6 +83,8 @@ pub struct Runtime {
     pub core: Arc<Core>,
     /// The router actor.
     pub router: Addr<router::Router>,
+    /// The durable timers.
+    pub timers: Addr<timers::Timers>,
 }
 
 impl Runtime {

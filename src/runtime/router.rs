@@ -398,6 +398,10 @@ fn load(core: &Core, id: i64, fresh: bool) -> Result<Loaded, AppError> {
         false,
     )?;
     let drafters = store.drafters(id)?;
+    let settings = store
+        .channel_by_name(&record.row.channel)?
+        .map(|c| c.settings)
+        .unwrap_or_default();
     Ok(Loaded {
         record,
         max_seq,
@@ -405,6 +409,7 @@ fn load(core: &Core, id: i64, fresh: bool) -> Result<Loaded, AppError> {
         tail,
         fresh,
         drafters,
+        settings,
     })
 }
 
@@ -483,6 +488,7 @@ impl Handler<Open> for Router {
                         tail: Vec::new(),
                         fresh: true,
                         drafters: Vec::new(),
+                        settings: channel.settings.clone(),
                     })
                 })
                 .await

@@ -122,6 +122,7 @@ impl VisitorSession {
                 last_seq,
                 channel,
                 identity,
+                continue_code,
             } => self.hello(
                 ctx,
                 v,
@@ -130,6 +131,7 @@ impl VisitorSession {
                 last_seq.unwrap_or(0),
                 channel,
                 identity,
+                continue_code,
             ),
             VisitorFrame::Ping {} => ctx.text(ServerFrame::Pong {}.encode()),
             _ if self.visitor_id.is_none() => self.send_error(
@@ -184,6 +186,7 @@ impl VisitorSession {
         last_seq: i64,
         channel: Option<String>,
         identity: Option<SignedIdentity>,
+        continue_code: Option<String>,
     ) {
         if self.visitor_id.is_some() {
             return self.send_error(
@@ -251,6 +254,36 @@ impl VisitorSession {
                 _ => {}
             }
             let now = rt.core.clock.now_ms();
+            // A "continue the conversation" link from an e-mail (CF8): this visitor, this
+            // conversation, on whatever device opened the link.
+            let continued = match &continue_code {
+                Some(code) => {
+                    let secret = &rt.core.mail.composer.secret;
+                    match crate::mail::links::check_continue_code(secret, code, now) {
+                        Ok(pair) => Some(pair),
+                        Err(crate::mail::links::LinkError::Expired) => {
+                            return Err(AppError::unauthorized(
+                                "this link has expired; write to us again and we will answer here",
+                            ))
+                        }
+                        Err(crate::mail::links::LinkError::Invalid) => {
+                            return Err(AppError::unauthorized("this link is not valid"))
+                        }
+                    }
+                }
+                None => None,
+            };
+            if let Some((conversation, visitor)) = continued {
+                let token = auth::new_token();
+                let digest = auth::token_digest(&token);
+                rt.core
+                    .store
+                    .call(move |s| s.add_visitor_token(visitor, &digest, now))
+                    .await?;
+                let addr = rt.conversation(conversation).await?;
+                let attached = attach(&addr, session_id, visitor, last_seq, sink).await?;
+                return Ok((visitor, Some(token), Some((conversation, addr, attached))));
+            }
             let mut known = match token {
                 Some(token) => {
                     let digest = auth::token_digest(&token);
@@ -524,10 +557,10 @@ impl VisitorSession {
         if let Err(e) = crate::protocol::validate_client_id(&client_id) {
             return self.send_error(ctx, &e, None);
         }
-        if !["name", "prechat", "offline"].contains(&form.as_str()) {
+        if !["name", "prechat", "offline", "email", "transcript"].contains(&form.as_str()) {
             return self.send_error(
                 ctx,
-                &AppError::bad_request("form must be name, prechat or offline"),
+                &AppError::bad_request("form must be name, prechat, offline, email or transcript"),
                 Some(&client_id),
             );
         }
@@ -589,7 +622,7 @@ fn required_fields(form: &str, rules: &Prechat, fields: &FormFields) -> Result<(
     let missing = |what: &str| AppError::bad_request(format!("the {what} is required"));
     match form {
         "name" if fields.name.is_none() => Err(missing("name")),
-        "offline" if fields.email.is_none() => Err(missing("e-mail")),
+        "offline" | "email" | "transcript" if fields.email.is_none() => Err(missing("e-mail")),
         "prechat" => {
             for (rule, value, what) in [
                 (rules.name, &fields.name, "name"),

@@ -1,7 +1,8 @@
 //! Messages and the batched write path the persister commits.
 
 use super::schema::{
-    assignments, attachments, conversation_members, conversations, messages, operators, visitors,
+    assignments, attachments, conversation_members, conversations, messages, operators, timers,
+    visitors,
 };
 use super::{Pool, Store, StoreError, StoreResult};
 use crate::db_run;
@@ -113,6 +114,25 @@ pub enum Write {
         conversation_id: i64,
         /// The contact.
         contact_id: Option<i64>,
+    },
+    /// A durable timer (XB9): one pending per kind and conversation; a second request
+    /// folds into it, moving it earlier when it asks for an earlier time.
+    Timer {
+        /// `unread`, `transcript` or `transcript_offer`.
+        kind: &'static str,
+        /// Conversation.
+        conversation_id: i64,
+        /// When it fires, ms.
+        due_at: i64,
+        /// Now, ms.
+        now: i64,
+    },
+    /// A timer did its work (in the same transaction as that work).
+    TimerFired {
+        /// The timer.
+        id: i64,
+        /// Now, ms.
+        at: i64,
     },
     /// The conversation joined (`Some(since)`) or left (`None`) the waiting queue.
     Queue {
@@ -351,6 +371,37 @@ macro_rules! apply_others {
                 } => {
                     diesel::update(conversations::table.find(conversation_id))
                         .set(conversations::contact_id.eq(contact_id))
+                        .execute($conn)?;
+                }
+                Write::Timer {
+                    kind,
+                    conversation_id,
+                    due_at,
+                    now,
+                } => {
+                    // Fold into a pending one (earlier wins), or add it.
+                    diesel::update(
+                        timers::table
+                            .filter(timers::kind.eq(*kind))
+                            .filter(timers::conversation_id.eq(conversation_id))
+                            .filter(timers::fired_at.is_null())
+                            .filter(timers::due_at.gt(due_at)),
+                    )
+                    .set(timers::due_at.eq(due_at))
+                    .execute($conn)?;
+                    diesel::insert_into(timers::table)
+                        .values((
+                            timers::kind.eq(*kind),
+                            timers::conversation_id.eq(conversation_id),
+                            timers::due_at.eq(due_at),
+                            timers::created_at.eq(now),
+                        ))
+                        .on_conflict_do_nothing()
+                        .execute($conn)?;
+                }
+                Write::TimerFired { id, at } => {
+                    diesel::update(timers::table.find(id).filter(timers::fired_at.is_null()))
+                        .set(timers::fired_at.eq(at))
                         .execute($conn)?;
                 }
                 Write::Message(_) | Write::Visitor { .. } => {}

@@ -227,6 +227,45 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    outbox (id) {
+        id -> BigInt,
+        kind -> Text,
+        conversation_id -> BigInt,
+        to_address -> Text,
+        subject -> Text,
+        text_body -> Text,
+        html_body -> Text,
+        message_id -> Text,
+        reply_to -> Text,
+        status -> Text,
+        attempts -> BigInt,
+        next_attempt_at -> BigInt,
+        last_error -> Nullable<Text>,
+        created_at -> BigInt,
+        sent_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    timers (id) {
+        id -> BigInt,
+        kind -> Text,
+        conversation_id -> BigInt,
+        due_at -> BigInt,
+        created_at -> BigInt,
+        fired_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    visitor_tokens (token_hash) {
+        token_hash -> Text,
+        visitor_id -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(operator_tokens -> operators (operator_id));
 diesel::joinable!(conversations -> visitors (visitor_id));
 diesel::joinable!(conversations -> contacts (contact_id));
@@ -261,5 +300,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     merge_suggestions,
     contact_merges,
     attachments,
-    erasures
+    erasures,
+    outbox,
+    timers,
+    visitor_tokens
 );

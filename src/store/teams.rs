@@ -115,6 +115,9 @@ pub struct ChannelSettings {
     pub transcript_delay_secs: u32,
     /// Continue conversations by e-mail when the visitor has left (EC1).
     pub email_continuity: bool,
+    /// The site page that embeds the widget: "continue the conversation" links lead there
+    /// (CF8); empty means this server's own `/continue` page.
+    pub site_url: String,
 }
 
 impl Default for ChannelSettings {
@@ -134,6 +137,7 @@ impl Default for ChannelSettings {
             transcript_offer: true,
             transcript_delay_secs: 5,
             email_continuity: true,
+            site_url: String::new(),
         }
     }
 }
@@ -155,6 +159,10 @@ impl ChannelSettings {
         }
         if self.name_form_delay_secs > 3600 || self.transcript_delay_secs > 3600 {
             return Err("delays are 0 to 3600 seconds".into());
+        }
+        let url = &self.site_url;
+        if !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://")) {
+            return Err("site_url must start with https:// or http://".into());
         }
         let cc = &self.default_country_code;
         if !cc.is_empty() && (cc.len() > 3 || !cc.chars().all(|c| c.is_ascii_digit())) {

@@ -1,0 +1,3 @@
+DROP TABLE visitor_tokens;
+DROP TABLE timers;
+DROP TABLE outbox;

@@ -643,7 +643,10 @@ async fn teams_availability_and_the_default_assignee(db: TestDb) {
     v.send(json!({"type": "hello", "channel": "nope"})).await;
     let err = v.next_of("error").await;
     assert_eq!(err["code"], "bad_request");
-    assert!(err["message"].as_str().unwrap_or("").contains("unknown channel"));
+    assert!(err["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("unknown channel"));
 
     // Bea goes away: the team's next conversation waits instead of going to Ana.
     bea_ws

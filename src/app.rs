@@ -125,6 +125,7 @@ pub async fn start_with_clock(cfg: Config, clock: SharedClock) -> Result<Server,
         let static_dir = static_dir.clone();
         App::new()
             .app_data(data.clone())
+            .wrap_fn(crate::http::headers::secure)
             .configure(move |c| crate::http::routes(c, &static_dir))
     })
     // Small frames must leave at once: without TCP_NODELAY, Nagle's algorithm holds an ack

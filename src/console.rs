@@ -116,13 +116,19 @@ pub fn publish_draft(core: &Core, draft: &Draft, from_session: Option<u64>) {
     );
 }
 
-/// Deletes the operator's draft once their reply is durable, on every console.
-pub async fn clear_draft(core: std::sync::Arc<Core>, operator_id: i64, conversation_id: i64) {
+/// Deletes the operator's draft once their reply is durable, on every console; a draft
+/// saved after the reply was sent (the next message being typed) stays.
+pub async fn clear_draft(
+    core: std::sync::Arc<Core>,
+    operator_id: i64,
+    conversation_id: i64,
+    sent_at: i64,
+) {
     let cleared = core
         .store
-        .call(move |s| s.delete_draft(operator_id, conversation_id))
+        .call(move |s| s.delete_draft_before(operator_id, conversation_id, sent_at))
         .await;
-    if cleared.is_ok() {
+    if cleared == Ok(true) {
         let draft = Draft {
             operator_id,
             conversation_id,

@@ -11,13 +11,13 @@
 //!   typing their e-mail;
 //! - anything new is added to the visitor's contact, created as a lead when needed.
 
-use crate::db_run;
 use crate::model::Named;
 use crate::store::schema::{
     attachments, contact_identifiers, contact_merges, contacts, conversations, drafts, erasures,
     merge_suggestions, messages, operators, visitors,
 };
 use crate::store::{Store, StoreError, StoreResult};
+use crate::{db_run, db_tx};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -359,158 +359,156 @@ impl Store {
         now: i64,
     ) -> StoreResult<Identified> {
         let name = name.and_then(blank_to_none);
-        db_run!(self, |conn| {
-            conn.transaction(|conn| {
-                let mut out = Identified::default();
-                let current: Option<i64> = visitors::table
-                    .find(visitor_id)
-                    .select(visitors::contact_id)
-                    .first::<Option<i64>>(conn)
-                    .optional()?
-                    .ok_or(StoreError::NotFound)?;
-                let mut contact: Option<i64> = match current {
-                    Some(id) => Some(live_contact!(conn, id)),
-                    None => None,
-                };
-                // Verified claims first: they may name the contact this visitor is.
-                for claim in claims.iter().filter(|c| c.verified) {
-                    let owner: Option<i64> = contact_identifiers::table
-                        .filter(contact_identifiers::kind.eq(claim.kind.as_str()))
-                        .filter(contact_identifiers::value.eq(&claim.value))
-                        .filter(contact_identifiers::verified.eq(true))
-                        .select(contact_identifiers::contact_id)
-                        .first(conn)
-                        .optional()?;
-                    if let Some(owner) = owner {
-                        let owner = live_contact!(conn, owner);
-                        if let Some(mine) = contact.filter(|c| *c != owner) {
-                            let (moved, _) = merge_into!(
-                                conn,
-                                mine,
-                                owner,
-                                None::<i64>,
-                                format!("verified {}", claim.kind.as_str()),
-                                now
-                            );
-                            out.merged_from = Some(mine);
-                            out.moved.extend(moved);
-                        }
-                        contact = Some(owner);
+        db_tx!(self, |conn| {
+            let mut out = Identified::default();
+            let current: Option<i64> = visitors::table
+                .find(visitor_id)
+                .select(visitors::contact_id)
+                .first::<Option<i64>>(conn)
+                .optional()?
+                .ok_or(StoreError::NotFound)?;
+            let mut contact: Option<i64> = match current {
+                Some(id) => Some(live_contact!(conn, id)),
+                None => None,
+            };
+            // Verified claims first: they may name the contact this visitor is.
+            for claim in claims.iter().filter(|c| c.verified) {
+                let owner: Option<i64> = contact_identifiers::table
+                    .filter(contact_identifiers::kind.eq(claim.kind.as_str()))
+                    .filter(contact_identifiers::value.eq(&claim.value))
+                    .filter(contact_identifiers::verified.eq(true))
+                    .select(contact_identifiers::contact_id)
+                    .first(conn)
+                    .optional()?;
+                if let Some(owner) = owner {
+                    let owner = live_contact!(conn, owner);
+                    if let Some(mine) = contact.filter(|c| *c != owner) {
+                        let (moved, _) = merge_into!(
+                            conn,
+                            mine,
+                            owner,
+                            None::<i64>,
+                            format!("verified {}", claim.kind.as_str()),
+                            now
+                        );
+                        out.merged_from = Some(mine);
+                        out.moved.extend(moved);
                     }
+                    contact = Some(owner);
                 }
-                let contact_id = match contact {
-                    Some(id) => id,
-                    None => {
-                        out.created = true;
-                        diesel::insert_into(contacts::table)
-                            .values((
-                                contacts::name.eq(name.as_deref().unwrap_or(UNNAMED)),
-                                contacts::created_at.eq(now),
-                                contacts::updated_at.eq(now),
-                            ))
-                            .returning(contacts::id)
-                            .get_result(conn)?
-                    }
-                };
-                for claim in claims {
-                    let mine: Option<(i64, bool)> = contact_identifiers::table
-                        .filter(contact_identifiers::contact_id.eq(contact_id))
-                        .filter(contact_identifiers::kind.eq(claim.kind.as_str()))
-                        .filter(contact_identifiers::value.eq(&claim.value))
-                        .select((contact_identifiers::id, contact_identifiers::verified))
-                        .first(conn)
-                        .optional()?;
-                    match mine {
-                        Some((id, verified)) => {
-                            if claim.verified && !verified {
-                                diesel::update(contact_identifiers::table.find(id))
-                                    .set(contact_identifiers::verified.eq(true))
-                                    .execute(conn)?;
-                            }
-                            continue;
-                        }
-                        None => {
-                            diesel::insert_into(contact_identifiers::table)
-                                .values((
-                                    contact_identifiers::contact_id.eq(contact_id),
-                                    contact_identifiers::kind.eq(claim.kind.as_str()),
-                                    contact_identifiers::value.eq(&claim.value),
-                                    contact_identifiers::verified.eq(claim.verified),
-                                    contact_identifiers::source.eq(claim.source),
-                                    contact_identifiers::created_at.eq(now),
-                                ))
+            }
+            let contact_id = match contact {
+                Some(id) => id,
+                None => {
+                    out.created = true;
+                    diesel::insert_into(contacts::table)
+                        .values((
+                            contacts::name.eq(name.as_deref().unwrap_or(UNNAMED)),
+                            contacts::created_at.eq(now),
+                            contacts::updated_at.eq(now),
+                        ))
+                        .returning(contacts::id)
+                        .get_result(conn)?
+                }
+            };
+            for claim in claims {
+                let mine: Option<(i64, bool)> = contact_identifiers::table
+                    .filter(contact_identifiers::contact_id.eq(contact_id))
+                    .filter(contact_identifiers::kind.eq(claim.kind.as_str()))
+                    .filter(contact_identifiers::value.eq(&claim.value))
+                    .select((contact_identifiers::id, contact_identifiers::verified))
+                    .first(conn)
+                    .optional()?;
+                match mine {
+                    Some((id, verified)) => {
+                        if claim.verified && !verified {
+                            diesel::update(contact_identifiers::table.find(id))
+                                .set(contact_identifiers::verified.eq(true))
                                 .execute(conn)?;
                         }
+                        continue;
                     }
-                    // Someone else holds it: never link, suggest (unless decided before).
-                    let others: Vec<i64> = contact_identifiers::table
-                        .inner_join(contacts::table)
-                        .filter(contact_identifiers::kind.eq(claim.kind.as_str()))
-                        .filter(contact_identifiers::value.eq(&claim.value))
-                        .filter(contact_identifiers::contact_id.ne(contact_id))
-                        .filter(contacts::merged_into.is_null())
-                        .filter(contacts::erased_at.is_null())
-                        .select(contact_identifiers::contact_id)
-                        .load(conn)?;
-                    for other in others {
-                        let known: i64 = merge_suggestions::table
-                            .filter(
-                                (merge_suggestions::contact_id
-                                    .eq(contact_id)
-                                    .and(merge_suggestions::candidate_id.eq(other)))
-                                .or(merge_suggestions::contact_id
-                                    .eq(other)
-                                    .and(merge_suggestions::candidate_id.eq(contact_id))),
-                            )
-                            .count()
-                            .get_result(conn)?;
-                        if known > 0 {
-                            continue;
-                        }
-                        let id: i64 = diesel::insert_into(merge_suggestions::table)
+                    None => {
+                        diesel::insert_into(contact_identifiers::table)
                             .values((
-                                merge_suggestions::contact_id.eq(contact_id),
-                                merge_suggestions::candidate_id.eq(other),
-                                merge_suggestions::kind.eq(claim.kind.as_str()),
-                                merge_suggestions::value.eq(&claim.value),
-                                merge_suggestions::status.eq("pending"),
-                                merge_suggestions::created_at.eq(now),
+                                contact_identifiers::contact_id.eq(contact_id),
+                                contact_identifiers::kind.eq(claim.kind.as_str()),
+                                contact_identifiers::value.eq(&claim.value),
+                                contact_identifiers::verified.eq(claim.verified),
+                                contact_identifiers::source.eq(claim.source),
+                                contact_identifiers::created_at.eq(now),
                             ))
-                            .returning(merge_suggestions::id)
-                            .get_result(conn)?;
-                        out.suggestions.push(id);
+                            .execute(conn)?;
                     }
                 }
-                if let Some(n) = &name {
-                    diesel::update(contacts::table.find(contact_id))
-                        .set((contacts::name.eq(n), contacts::updated_at.eq(now)))
-                        .execute(conn)?;
-                }
-                diesel::update(visitors::table.find(visitor_id))
-                    .set(visitors::contact_id.eq(contact_id))
-                    .execute(conn)?;
-                let unlinked: Vec<i64> = conversations::table
-                    .filter(conversations::visitor_id.eq(visitor_id))
-                    .filter(
-                        conversations::contact_id
-                            .is_null()
-                            .or(conversations::contact_id.ne(contact_id)),
-                    )
-                    .select(conversations::id)
+                // Someone else holds it: never link, suggest (unless decided before).
+                let others: Vec<i64> = contact_identifiers::table
+                    .inner_join(contacts::table)
+                    .filter(contact_identifiers::kind.eq(claim.kind.as_str()))
+                    .filter(contact_identifiers::value.eq(&claim.value))
+                    .filter(contact_identifiers::contact_id.ne(contact_id))
+                    .filter(contacts::merged_into.is_null())
+                    .filter(contacts::erased_at.is_null())
+                    .select(contact_identifiers::contact_id)
                     .load(conn)?;
-                diesel::update(conversations::table.filter(conversations::id.eq_any(&unlinked)))
-                    .set(conversations::contact_id.eq(contact_id))
+                for other in others {
+                    let known: i64 = merge_suggestions::table
+                        .filter(
+                            (merge_suggestions::contact_id
+                                .eq(contact_id)
+                                .and(merge_suggestions::candidate_id.eq(other)))
+                            .or(merge_suggestions::contact_id
+                                .eq(other)
+                                .and(merge_suggestions::candidate_id.eq(contact_id))),
+                        )
+                        .count()
+                        .get_result(conn)?;
+                    if known > 0 {
+                        continue;
+                    }
+                    let id: i64 = diesel::insert_into(merge_suggestions::table)
+                        .values((
+                            merge_suggestions::contact_id.eq(contact_id),
+                            merge_suggestions::candidate_id.eq(other),
+                            merge_suggestions::kind.eq(claim.kind.as_str()),
+                            merge_suggestions::value.eq(&claim.value),
+                            merge_suggestions::status.eq("pending"),
+                            merge_suggestions::created_at.eq(now),
+                        ))
+                        .returning(merge_suggestions::id)
+                        .get_result(conn)?;
+                    out.suggestions.push(id);
+                }
+            }
+            if let Some(n) = &name {
+                diesel::update(contacts::table.find(contact_id))
+                    .set((contacts::name.eq(n), contacts::updated_at.eq(now)))
                     .execute(conn)?;
-                out.moved.extend(unlinked);
-                out.moved.sort_unstable();
-                out.moved.dedup();
-                out.contact_id = contact_id;
-                out.name = contacts::table
-                    .find(contact_id)
-                    .select(contacts::name)
-                    .first(conn)?;
-                Ok(out)
-            })
+            }
+            diesel::update(visitors::table.find(visitor_id))
+                .set(visitors::contact_id.eq(contact_id))
+                .execute(conn)?;
+            let unlinked: Vec<i64> = conversations::table
+                .filter(conversations::visitor_id.eq(visitor_id))
+                .filter(
+                    conversations::contact_id
+                        .is_null()
+                        .or(conversations::contact_id.ne(contact_id)),
+                )
+                .select(conversations::id)
+                .load(conn)?;
+            diesel::update(conversations::table.filter(conversations::id.eq_any(&unlinked)))
+                .set(conversations::contact_id.eq(contact_id))
+                .execute(conn)?;
+            out.moved.extend(unlinked);
+            out.moved.sort_unstable();
+            out.moved.dedup();
+            out.contact_id = contact_id;
+            out.name = contacts::table
+                .find(contact_id)
+                .select(contacts::name)
+                .first(conn)?;
+            Ok(out)
         })
     }
 
@@ -524,31 +522,29 @@ impl Store {
         reason: &str,
         now: i64,
     ) -> StoreResult<Merged> {
-        db_run!(self, |conn| {
-            conn.transaction(|conn| {
-                let from = live_contact!(conn, from);
-                let into = live_contact!(conn, into);
-                if from == into {
+        db_tx!(self, |conn| {
+            let from = live_contact!(conn, from);
+            let into = live_contact!(conn, into);
+            if from == into {
+                return Err(StoreError::Conflict(
+                    "the two are one contact already".into(),
+                ));
+            }
+            for id in [from, into] {
+                let erased: Option<i64> = contacts::table
+                    .find(id)
+                    .select(contacts::erased_at)
+                    .first::<Option<i64>>(conn)
+                    .optional()?
+                    .ok_or(StoreError::NotFound)?;
+                if erased.is_some() {
                     return Err(StoreError::Conflict(
-                        "the two are one contact already".into(),
+                        "an erased contact cannot be merged".into(),
                     ));
                 }
-                for id in [from, into] {
-                    let erased: Option<i64> = contacts::table
-                        .find(id)
-                        .select(contacts::erased_at)
-                        .first::<Option<i64>>(conn)
-                        .optional()?
-                        .ok_or(StoreError::NotFound)?;
-                    if erased.is_some() {
-                        return Err(StoreError::Conflict(
-                            "an erased contact cannot be merged".into(),
-                        ));
-                    }
-                }
-                let (moved, name) = merge_into!(conn, from, into, by, reason, now);
-                Ok(Merged { into, name, moved })
-            })
+            }
+            let (moved, name) = merge_into!(conn, from, into, by, reason, now);
+            Ok(Merged { into, name, moved })
         })
     }
 
@@ -757,56 +753,54 @@ impl Store {
     ) -> StoreResult<Contact> {
         let id = self.contact(id)?.ok_or(StoreError::NotFound)?.id;
         let opt = |v: &Option<String>| v.as_deref().map(blank_to_none);
-        db_run!(self, |conn| {
-            conn.transaction(|conn| {
-                let target = contacts::table.find(id);
-                if let Some(name) = change.name.as_deref().and_then(blank_to_none) {
-                    diesel::update(target)
-                        .set(contacts::name.eq(name))
-                        .execute(conn)?;
-                }
-                if let Some(v) = opt(&change.first_name) {
-                    diesel::update(target)
-                        .set(contacts::first_name.eq(v))
-                        .execute(conn)?;
-                }
-                if let Some(v) = opt(&change.last_name) {
-                    diesel::update(target)
-                        .set(contacts::last_name.eq(v))
-                        .execute(conn)?;
-                }
-                if let Some(v) = opt(&change.address) {
-                    diesel::update(target)
-                        .set(contacts::address.eq(v))
-                        .execute(conn)?;
-                }
-                if let Some(v) = change.vip {
-                    diesel::update(target)
-                        .set(contacts::vip.eq(v))
-                        .execute(conn)?;
-                }
-                if let Some(v) = change.bad {
-                    diesel::update(target)
-                        .set(contacts::bad.eq(v))
-                        .execute(conn)?;
-                }
-                // First and last name make the display name when given.
-                let c: Contact = target.select(Contact::as_select()).first(conn)?;
-                let full = [c.first_name.as_deref(), c.last_name.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                if !full.is_empty() && (change.first_name.is_some() || change.last_name.is_some()) {
-                    diesel::update(target)
-                        .set(contacts::name.eq(full))
-                        .execute(conn)?;
-                }
+        db_tx!(self, |conn| {
+            let target = contacts::table.find(id);
+            if let Some(name) = change.name.as_deref().and_then(blank_to_none) {
                 diesel::update(target)
-                    .set(contacts::updated_at.eq(now))
+                    .set(contacts::name.eq(name))
                     .execute(conn)?;
-                Ok::<_, StoreError>(())
-            })
+            }
+            if let Some(v) = opt(&change.first_name) {
+                diesel::update(target)
+                    .set(contacts::first_name.eq(v))
+                    .execute(conn)?;
+            }
+            if let Some(v) = opt(&change.last_name) {
+                diesel::update(target)
+                    .set(contacts::last_name.eq(v))
+                    .execute(conn)?;
+            }
+            if let Some(v) = opt(&change.address) {
+                diesel::update(target)
+                    .set(contacts::address.eq(v))
+                    .execute(conn)?;
+            }
+            if let Some(v) = change.vip {
+                diesel::update(target)
+                    .set(contacts::vip.eq(v))
+                    .execute(conn)?;
+            }
+            if let Some(v) = change.bad {
+                diesel::update(target)
+                    .set(contacts::bad.eq(v))
+                    .execute(conn)?;
+            }
+            // First and last name make the display name when given.
+            let c: Contact = target.select(Contact::as_select()).first(conn)?;
+            let full = [c.first_name.as_deref(), c.last_name.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+            if !full.is_empty() && (change.first_name.is_some() || change.last_name.is_some()) {
+                diesel::update(target)
+                    .set(contacts::name.eq(full))
+                    .execute(conn)?;
+            }
+            diesel::update(target)
+                .set(contacts::updated_at.eq(now))
+                .execute(conn)?;
+            Ok::<_, StoreError>(())
         })?;
         if !claims.is_empty() {
             self.add_claims(id, claims, now)?;
@@ -817,51 +811,49 @@ impl Store {
     /// Adds identifiers to a contact by the identity rules (for the card's edits).
     fn add_claims(&self, contact_id: i64, claims: &[Claim], now: i64) -> StoreResult<()> {
         // A scratch visitor would be odd; apply the same rules directly.
-        db_run!(self, |conn| {
-            conn.transaction(|conn| {
-                for claim in claims {
-                    let mine: i64 = contact_identifiers::table
-                        .filter(contact_identifiers::contact_id.eq(contact_id))
-                        .filter(contact_identifiers::kind.eq(claim.kind.as_str()))
-                        .filter(contact_identifiers::value.eq(&claim.value))
-                        .count()
-                        .get_result(conn)?;
-                    if mine > 0 {
-                        continue;
-                    }
-                    diesel::insert_into(contact_identifiers::table)
+        db_tx!(self, |conn| {
+            for claim in claims {
+                let mine: i64 = contact_identifiers::table
+                    .filter(contact_identifiers::contact_id.eq(contact_id))
+                    .filter(contact_identifiers::kind.eq(claim.kind.as_str()))
+                    .filter(contact_identifiers::value.eq(&claim.value))
+                    .count()
+                    .get_result(conn)?;
+                if mine > 0 {
+                    continue;
+                }
+                diesel::insert_into(contact_identifiers::table)
+                    .values((
+                        contact_identifiers::contact_id.eq(contact_id),
+                        contact_identifiers::kind.eq(claim.kind.as_str()),
+                        contact_identifiers::value.eq(&claim.value),
+                        contact_identifiers::verified.eq(false),
+                        contact_identifiers::source.eq(claim.source),
+                        contact_identifiers::created_at.eq(now),
+                    ))
+                    .execute(conn)?;
+                let others: Vec<i64> = contact_identifiers::table
+                    .inner_join(contacts::table)
+                    .filter(contact_identifiers::kind.eq(claim.kind.as_str()))
+                    .filter(contact_identifiers::value.eq(&claim.value))
+                    .filter(contact_identifiers::contact_id.ne(contact_id))
+                    .filter(contacts::merged_into.is_null())
+                    .select(contact_identifiers::contact_id)
+                    .load(conn)?;
+                for other in others {
+                    diesel::insert_into(merge_suggestions::table)
                         .values((
-                            contact_identifiers::contact_id.eq(contact_id),
-                            contact_identifiers::kind.eq(claim.kind.as_str()),
-                            contact_identifiers::value.eq(&claim.value),
-                            contact_identifiers::verified.eq(false),
-                            contact_identifiers::source.eq(claim.source),
-                            contact_identifiers::created_at.eq(now),
+                            merge_suggestions::contact_id.eq(contact_id),
+                            merge_suggestions::candidate_id.eq(other),
+                            merge_suggestions::kind.eq(claim.kind.as_str()),
+                            merge_suggestions::value.eq(&claim.value),
+                            merge_suggestions::status.eq("pending"),
+                            merge_suggestions::created_at.eq(now),
                         ))
                         .execute(conn)?;
-                    let others: Vec<i64> = contact_identifiers::table
-                        .inner_join(contacts::table)
-                        .filter(contact_identifiers::kind.eq(claim.kind.as_str()))
-                        .filter(contact_identifiers::value.eq(&claim.value))
-                        .filter(contact_identifiers::contact_id.ne(contact_id))
-                        .filter(contacts::merged_into.is_null())
-                        .select(contact_identifiers::contact_id)
-                        .load(conn)?;
-                    for other in others {
-                        diesel::insert_into(merge_suggestions::table)
-                            .values((
-                                merge_suggestions::contact_id.eq(contact_id),
-                                merge_suggestions::candidate_id.eq(other),
-                                merge_suggestions::kind.eq(claim.kind.as_str()),
-                                merge_suggestions::value.eq(&claim.value),
-                                merge_suggestions::status.eq("pending"),
-                                merge_suggestions::created_at.eq(now),
-                            ))
-                            .execute(conn)?;
-                    }
                 }
-                Ok::<_, StoreError>(())
-            })
+            }
+            Ok::<_, StoreError>(())
         })
     }
 
@@ -962,98 +954,92 @@ impl Store {
     pub fn erase_contact(&self, id: i64, by: i64, now: i64) -> StoreResult<Vec<i64>> {
         let contact = self.contact(id)?.ok_or(StoreError::NotFound)?;
         let cid = contact.id;
-        db_run!(self, |conn| {
-            conn.transaction(|conn| {
-                // Merged-away contacts are this person too.
-                let mut all = vec![cid];
-                let mut frontier = vec![cid];
-                while let Some(c) = frontier.pop() {
-                    let merged: Vec<i64> = contacts::table
-                        .filter(contacts::merged_into.eq(c))
-                        .select(contacts::id)
-                        .load(conn)?;
-                    for m in merged {
-                        all.push(m);
-                        frontier.push(m);
-                    }
-                }
-                let convs: Vec<i64> = conversations::table
-                    .filter(conversations::contact_id.eq_any(&all))
-                    .select(conversations::id)
+        db_tx!(self, |conn| {
+            // Merged-away contacts are this person too.
+            let mut all = vec![cid];
+            let mut frontier = vec![cid];
+            while let Some(c) = frontier.pop() {
+                let merged: Vec<i64> = contacts::table
+                    .filter(contacts::merged_into.eq(c))
+                    .select(contacts::id)
                     .load(conn)?;
-                // Updated, not deleted: sequence numbers stay, and so do the events.
-                diesel::update(
-                    messages::table
-                        .filter(messages::conversation_id.eq_any(&convs))
-                        .filter(messages::kind.ne("event")),
-                )
-                .set((messages::body.eq(""), messages::meta.eq(None::<String>)))
-                .execute(conn)?;
-                diesel::update(
-                    messages::table
-                        .filter(messages::conversation_id.eq_any(&convs))
-                        .filter(messages::body.eq("form")),
-                )
-                .set(messages::meta.eq(None::<String>))
-                .execute(conn)?;
-                diesel::delete(
-                    attachments::table.filter(attachments::conversation_id.eq_any(&convs)),
-                )
-                .execute(conn)?;
-                diesel::delete(drafts::table.filter(drafts::conversation_id.eq_any(&convs)))
-                    .execute(conn)?;
-                diesel::delete(
-                    contact_identifiers::table.filter(contact_identifiers::contact_id.eq_any(&all)),
-                )
-                .execute(conn)?;
-                diesel::delete(
-                    merge_suggestions::table.filter(
-                        merge_suggestions::contact_id
-                            .eq_any(&all)
-                            .or(merge_suggestions::candidate_id.eq_any(&all)),
-                    ),
-                )
-                .execute(conn)?;
-                let visitor_ids: Vec<i64> = visitors::table
-                    .filter(visitors::contact_id.eq_any(&all))
-                    .select(visitors::id)
-                    .load(conn)?;
-                diesel::delete(
-                    crate::store::schema::visitor_tokens::table.filter(
-                        crate::store::schema::visitor_tokens::visitor_id.eq_any(&visitor_ids),
-                    ),
-                )
-                .execute(conn)?;
-                for v in visitor_ids {
-                    // A value no token digest can equal: the widget's token stops working.
-                    diesel::update(visitors::table.find(v))
-                        .set(
-                            visitors::token_hash
-                                .eq(format!("erased:{v}:{}", crate::auth::new_token())),
-                        )
-                        .execute(conn)?;
+                for m in merged {
+                    all.push(m);
+                    frontier.push(m);
                 }
-                diesel::update(contacts::table.filter(contacts::id.eq_any(&all)))
-                    .set((
-                        contacts::name.eq("Erased contact"),
-                        contacts::first_name.eq(None::<String>),
-                        contacts::last_name.eq(None::<String>),
-                        contacts::address.eq(None::<String>),
-                        contacts::vip.eq(false),
-                        contacts::bad.eq(false),
-                        contacts::erased_at.eq(now),
-                        contacts::updated_at.eq(now),
-                    ))
+            }
+            let convs: Vec<i64> = conversations::table
+                .filter(conversations::contact_id.eq_any(&all))
+                .select(conversations::id)
+                .load(conn)?;
+            // Updated, not deleted: sequence numbers stay, and so do the events.
+            diesel::update(
+                messages::table
+                    .filter(messages::conversation_id.eq_any(&convs))
+                    .filter(messages::kind.ne("event")),
+            )
+            .set((messages::body.eq(""), messages::meta.eq(None::<String>)))
+            .execute(conn)?;
+            diesel::update(
+                messages::table
+                    .filter(messages::conversation_id.eq_any(&convs))
+                    .filter(messages::body.eq("form")),
+            )
+            .set(messages::meta.eq(None::<String>))
+            .execute(conn)?;
+            diesel::delete(attachments::table.filter(attachments::conversation_id.eq_any(&convs)))
+                .execute(conn)?;
+            diesel::delete(drafts::table.filter(drafts::conversation_id.eq_any(&convs)))
+                .execute(conn)?;
+            diesel::delete(
+                contact_identifiers::table.filter(contact_identifiers::contact_id.eq_any(&all)),
+            )
+            .execute(conn)?;
+            diesel::delete(
+                merge_suggestions::table.filter(
+                    merge_suggestions::contact_id
+                        .eq_any(&all)
+                        .or(merge_suggestions::candidate_id.eq_any(&all)),
+                ),
+            )
+            .execute(conn)?;
+            let visitor_ids: Vec<i64> = visitors::table
+                .filter(visitors::contact_id.eq_any(&all))
+                .select(visitors::id)
+                .load(conn)?;
+            diesel::delete(
+                crate::store::schema::visitor_tokens::table
+                    .filter(crate::store::schema::visitor_tokens::visitor_id.eq_any(&visitor_ids)),
+            )
+            .execute(conn)?;
+            for v in visitor_ids {
+                // A value no token digest can equal: the widget's token stops working.
+                diesel::update(visitors::table.find(v))
+                    .set(
+                        visitors::token_hash.eq(format!("erased:{v}:{}", crate::auth::new_token())),
+                    )
                     .execute(conn)?;
-                diesel::insert_into(erasures::table)
-                    .values((
-                        erasures::contact_id.eq(cid),
-                        erasures::by_operator_id.eq(by),
-                        erasures::at.eq(now),
-                    ))
-                    .execute(conn)?;
-                Ok::<_, StoreError>(convs)
-            })
+            }
+            diesel::update(contacts::table.filter(contacts::id.eq_any(&all)))
+                .set((
+                    contacts::name.eq("Erased contact"),
+                    contacts::first_name.eq(None::<String>),
+                    contacts::last_name.eq(None::<String>),
+                    contacts::address.eq(None::<String>),
+                    contacts::vip.eq(false),
+                    contacts::bad.eq(false),
+                    contacts::erased_at.eq(now),
+                    contacts::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+            diesel::insert_into(erasures::table)
+                .values((
+                    erasures::contact_id.eq(cid),
+                    erasures::by_operator_id.eq(by),
+                    erasures::at.eq(now),
+                ))
+                .execute(conn)?;
+            Ok::<_, StoreError>(convs)
         })
     }
 

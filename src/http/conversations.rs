@@ -602,5 +602,20 @@ pub async fn internal(
             ))
         }
     };
+    // The members' consoles learn of it now, not only at its first message.
+    let record = rt.core.store.call(move |s| s.conversation(id)).await?;
+    if let Some(record) = record {
+        let view = record.view();
+        let members: Vec<i64> = view.members.iter().map(|m| m.id).collect();
+        let frame = crate::protocol::ServerFrame::Conversation {
+            conversation: &view,
+        }
+        .encode();
+        rt.core.hub.publish_operators(
+            &frame,
+            crate::runtime::hub::Audience::Only(members.into()),
+            None,
+        );
+    }
     Ok(HttpResponse::Ok().json(serde_json::json!({ "conversation_id": id })))
 }

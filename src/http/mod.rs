@@ -6,6 +6,7 @@ pub mod admin;
 pub mod conversations;
 pub mod crm;
 pub mod files;
+pub mod headers;
 pub mod mail;
 pub mod widget;
 

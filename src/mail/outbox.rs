@@ -5,12 +5,12 @@
 
 use super::links;
 use super::templates::{self, Lang, Line, Rendered};
-use crate::db_run;
 use crate::store::schema::{
     channels, contact_identifiers, conversations, messages, operators, outbox, timers,
 };
 use crate::store::teams::ChannelSettings;
 use crate::store::{Store, StoreError, StoreResult};
+use crate::{db_run, db_tx};
 use diesel::prelude::*;
 use serde::Serialize;
 
@@ -184,83 +184,81 @@ impl Store {
     /// channel continues by e-mail and the visitor has an address, one e-mail with every
     /// unread reply and the question before them. Returns the outbox id when it wrote one.
     pub fn fire_unread(&self, timer_id: i64, c: &Composer, now: i64) -> StoreResult<Option<i64>> {
-        db_run!(self, |conn| {
-            conn.transaction(|conn| {
-                let Some((_, _, cid)) = timers::table
-                    .find(timer_id)
-                    .select((timers::id, timers::kind, timers::conversation_id))
-                    .first::<(i64, String, i64)>(conn)
-                    .optional()?
-                else {
-                    return Ok(None);
-                };
-                if !claim_timer!(conn, timer_id, now) {
-                    return Ok(None);
-                }
-                let (visitor_id, read_seq, title, settings, email, name) = context!(conn, cid);
-                let (Some(visitor_id), Some(email)) = (visitor_id, email) else {
-                    return Ok(None);
-                };
-                if !settings.email_continuity {
-                    return Ok(None);
-                }
-                let replies: Vec<TextRow> = messages::table
-                    .left_join(operators::table.on(operators::id.eq(messages::author_id)))
-                    .filter(messages::conversation_id.eq(cid))
-                    .filter(messages::seq.gt(read_seq))
-                    .filter(messages::author_kind.eq("operator"))
-                    .filter(messages::kind.eq("text"))
-                    .order(messages::seq)
-                    .select((
-                        messages::seq,
-                        messages::body,
-                        messages::author_kind,
-                        operators::name.nullable(),
-                    ))
-                    .load(conn)?;
-                let Some(first) = replies.first().map(|r| r.0) else {
-                    return Ok(None);
-                };
-                let mut question: Vec<(i64, String)> = messages::table
-                    .filter(messages::conversation_id.eq(cid))
-                    .filter(messages::seq.lt(first))
-                    .filter(messages::author_kind.eq("visitor"))
-                    .filter(messages::kind.eq("text"))
-                    .order(messages::seq.desc())
-                    .limit(3)
-                    .select((messages::seq, messages::body))
-                    .load(conn)?;
-                question.reverse();
-                let lang = Lang::from_setting(&settings.language);
-                let you = templates::you(lang);
-                let question: Vec<Line> = question
-                    .into_iter()
-                    .map(|(_, text)| Line {
-                        author: you.into(),
-                        text,
-                    })
-                    .collect();
-                let replies: Vec<Line> = replies
-                    .into_iter()
-                    .map(|(_, text, _, op)| Line {
-                        author: op.unwrap_or_else(|| title.clone()),
-                        text,
-                    })
-                    .collect();
-                let code = links::continue_code(&c.secret, cid, visitor_id, now + c.link_ttl_ms);
-                let url = links::continue_url(&c.base_url, &settings.site_url, &code);
-                let mail = templates::unread(
-                    lang,
-                    &title,
-                    cid,
-                    name.as_deref(),
-                    &question,
-                    &replies,
-                    &url,
-                );
-                let id = enqueue!(conn, "unread", cid, &email, &mail, c, now);
-                Ok::<_, StoreError>(Some(id))
-            })
+        db_tx!(self, |conn| {
+            let Some((_, _, cid)) = timers::table
+                .find(timer_id)
+                .select((timers::id, timers::kind, timers::conversation_id))
+                .first::<(i64, String, i64)>(conn)
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            if !claim_timer!(conn, timer_id, now) {
+                return Ok(None);
+            }
+            let (visitor_id, read_seq, title, settings, email, name) = context!(conn, cid);
+            let (Some(visitor_id), Some(email)) = (visitor_id, email) else {
+                return Ok(None);
+            };
+            if !settings.email_continuity {
+                return Ok(None);
+            }
+            let replies: Vec<TextRow> = messages::table
+                .left_join(operators::table.on(operators::id.eq(messages::author_id)))
+                .filter(messages::conversation_id.eq(cid))
+                .filter(messages::seq.gt(read_seq))
+                .filter(messages::author_kind.eq("operator"))
+                .filter(messages::kind.eq("text"))
+                .order(messages::seq)
+                .select((
+                    messages::seq,
+                    messages::body,
+                    messages::author_kind,
+                    operators::name.nullable(),
+                ))
+                .load(conn)?;
+            let Some(first) = replies.first().map(|r| r.0) else {
+                return Ok(None);
+            };
+            let mut question: Vec<(i64, String)> = messages::table
+                .filter(messages::conversation_id.eq(cid))
+                .filter(messages::seq.lt(first))
+                .filter(messages::author_kind.eq("visitor"))
+                .filter(messages::kind.eq("text"))
+                .order(messages::seq.desc())
+                .limit(3)
+                .select((messages::seq, messages::body))
+                .load(conn)?;
+            question.reverse();
+            let lang = Lang::from_setting(&settings.language);
+            let you = templates::you(lang);
+            let question: Vec<Line> = question
+                .into_iter()
+                .map(|(_, text)| Line {
+                    author: you.into(),
+                    text,
+                })
+                .collect();
+            let replies: Vec<Line> = replies
+                .into_iter()
+                .map(|(_, text, _, op)| Line {
+                    author: op.unwrap_or_else(|| title.clone()),
+                    text,
+                })
+                .collect();
+            let code = links::continue_code(&c.secret, cid, visitor_id, now + c.link_ttl_ms);
+            let url = links::continue_url(&c.base_url, &settings.site_url, &code);
+            let mail = templates::unread(
+                lang,
+                &title,
+                cid,
+                name.as_deref(),
+                &question,
+                &replies,
+                &url,
+            );
+            let id = enqueue!(conn, "unread", cid, &email, &mail, c, now);
+            Ok::<_, StoreError>(Some(id))
         })
     }
 
@@ -272,53 +270,51 @@ impl Store {
         c: &Composer,
         now: i64,
     ) -> StoreResult<Option<i64>> {
-        db_run!(self, |conn| {
-            conn.transaction(|conn| {
-                let Some(cid) = timers::table
-                    .find(timer_id)
-                    .select(timers::conversation_id)
-                    .first::<i64>(conn)
-                    .optional()?
-                else {
-                    return Ok(None);
-                };
-                if !claim_timer!(conn, timer_id, now) {
-                    return Ok(None);
-                }
-                let (visitor_id, _, title, settings, email, _) = context!(conn, cid);
-                let (Some(visitor_id), Some(email)) = (visitor_id, email) else {
-                    return Ok(None);
-                };
-                let lines: Vec<TextRow> = messages::table
-                    .left_join(operators::table.on(operators::id.eq(messages::author_id)))
-                    .filter(messages::conversation_id.eq(cid))
-                    .filter(messages::kind.eq("text"))
-                    .order(messages::seq)
-                    .select((
-                        messages::seq,
-                        messages::body,
-                        messages::author_kind,
-                        operators::name.nullable(),
-                    ))
-                    .load(conn)?;
-                let lang = Lang::from_setting(&settings.language);
-                let lines: Vec<Line> = lines
-                    .into_iter()
-                    .map(|(_, text, kind, op)| Line {
-                        author: if kind == "visitor" {
-                            templates::you(lang).into()
-                        } else {
-                            op.unwrap_or_else(|| title.clone())
-                        },
-                        text,
-                    })
-                    .collect();
-                let code = links::continue_code(&c.secret, cid, visitor_id, now + c.link_ttl_ms);
-                let url = links::continue_url(&c.base_url, &settings.site_url, &code);
-                let mail = templates::transcript(lang, &title, cid, &lines, &url);
-                let id = enqueue!(conn, "transcript", cid, &email, &mail, c, now);
-                Ok::<_, StoreError>(Some(id))
-            })
+        db_tx!(self, |conn| {
+            let Some(cid) = timers::table
+                .find(timer_id)
+                .select(timers::conversation_id)
+                .first::<i64>(conn)
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            if !claim_timer!(conn, timer_id, now) {
+                return Ok(None);
+            }
+            let (visitor_id, _, title, settings, email, _) = context!(conn, cid);
+            let (Some(visitor_id), Some(email)) = (visitor_id, email) else {
+                return Ok(None);
+            };
+            let lines: Vec<TextRow> = messages::table
+                .left_join(operators::table.on(operators::id.eq(messages::author_id)))
+                .filter(messages::conversation_id.eq(cid))
+                .filter(messages::kind.eq("text"))
+                .order(messages::seq)
+                .select((
+                    messages::seq,
+                    messages::body,
+                    messages::author_kind,
+                    operators::name.nullable(),
+                ))
+                .load(conn)?;
+            let lang = Lang::from_setting(&settings.language);
+            let lines: Vec<Line> = lines
+                .into_iter()
+                .map(|(_, text, kind, op)| Line {
+                    author: if kind == "visitor" {
+                        templates::you(lang).into()
+                    } else {
+                        op.unwrap_or_else(|| title.clone())
+                    },
+                    text,
+                })
+                .collect();
+            let code = links::continue_code(&c.secret, cid, visitor_id, now + c.link_ttl_ms);
+            let url = links::continue_url(&c.base_url, &settings.site_url, &code);
+            let mail = templates::transcript(lang, &title, cid, &lines, &url);
+            let id = enqueue!(conn, "transcript", cid, &email, &mail, c, now);
+            Ok::<_, StoreError>(Some(id))
         })
     }
 

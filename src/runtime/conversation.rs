@@ -1586,12 +1586,28 @@ impl Conversation {
             if operator_text && for_visitor && !self.visitors.is_empty() {
                 self.mark_delivered(seq, false);
             }
+            if self.kind.is_internal() {
+                // Writing in an internal chat means having read it up to there.
+                if let Some(operator_id) = item.view.author.id {
+                    let req = PersistRequest {
+                        writes: vec![Write::MemberRead {
+                            conversation_id: self.id,
+                            operator_id,
+                            seq,
+                        }],
+                        ticket: 0,
+                        reply: PersistReply::None,
+                    };
+                    let _ = self.core.persister.submit(req);
+                }
+            }
             if operator_text {
                 // The reply is durable: its author's draft is spent (XB3).
-                if let Some(operator_id) = item.view.author.id.filter(|o| self.drafts.remove(o)) {
+                if let Some(operator_id) = item.view.author.id.filter(|o| self.drafts.contains(o)) {
                     let core = self.core.clone();
                     let id = self.id;
-                    actix::spawn(crate::console::clear_draft(core, operator_id, id));
+                    let sent_at = item.view.created_at;
+                    actix::spawn(crate::console::clear_draft(core, operator_id, id, sent_at));
                 }
             }
         }

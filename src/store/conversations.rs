@@ -8,8 +8,8 @@ use super::schema::{
 };
 use super::search::{search_terms, SEARCH_CANDIDATES};
 use super::{Store, StoreError, StoreResult};
-use crate::db_run;
 use crate::model::{ConversationKind, ConversationStatus, ConversationView, Named};
+use crate::{db_run, db_tx};
 use diesel::prelude::*;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -116,6 +116,10 @@ pub struct LastMessage {
     pub body: String,
     /// `visitor`, `operator` or `system`.
     pub author_kind: String,
+    /// The operator who wrote it.
+    pub author_id: Option<i64>,
+    /// Their name.
+    pub author_name: Option<String>,
     /// When, ms.
     pub created_at: i64,
 }
@@ -441,17 +445,32 @@ impl Store {
                         .get_result(conn)?
                 };
                 let last_message = messages::table
+                    .left_join(
+                        operators::table.on(messages::author_kind
+                            .eq("operator")
+                            .and(operators::id.eq(messages::author_id))),
+                    )
                     .filter(messages::conversation_id.eq(row.id))
                     .filter(messages::kind.eq("text"))
                     .order(messages::seq.desc())
-                    .select((messages::body, messages::author_kind, messages::created_at))
-                    .first::<(String, String, i64)>(conn)
+                    .select((
+                        messages::body,
+                        messages::author_kind,
+                        messages::created_at,
+                        operators::id.nullable(),
+                        operators::name.nullable(),
+                    ))
+                    .first::<(String, String, i64, Option<i64>, Option<String>)>(conn)
                     .optional()?
-                    .map(|(body, author_kind, created_at)| LastMessage {
-                        body,
-                        author_kind,
-                        created_at,
-                    });
+                    .map(
+                        |(body, author_kind, created_at, author_id, author_name)| LastMessage {
+                            body,
+                            author_kind,
+                            author_id,
+                            author_name,
+                            created_at,
+                        },
+                    );
                 out.push(ConversationSummary {
                     draft: my_drafts.get(&row.id).cloned(),
                     conversation: rec.view(),
@@ -551,79 +570,75 @@ impl Store {
 
     /// The internal chat between two operators, created on first use.
     pub fn direct_chat(&self, a: i64, b: i64, now: i64) -> StoreResult<i64> {
-        db_run!(self, |conn| {
-            conn.transaction(|conn| {
-                let mine: Vec<i64> = conversations::table
-                    .inner_join(conversation_members::table)
-                    .filter(conversations::kind.eq("direct"))
-                    .filter(conversation_members::operator_id.eq(a))
-                    .select(conversations::id)
-                    .load(conn)?;
-                let existing: Option<i64> = conversation_members::table
-                    .filter(conversation_members::operator_id.eq(b))
-                    .filter(conversation_members::conversation_id.eq_any(&mine))
-                    .select(conversation_members::conversation_id)
-                    .first(conn)
-                    .optional()?;
-                if let Some(id) = existing {
-                    return Ok(id);
-                }
-                let id: i64 = diesel::insert_into(conversations::table)
+        db_tx!(self, |conn| {
+            let mine: Vec<i64> = conversations::table
+                .inner_join(conversation_members::table)
+                .filter(conversations::kind.eq("direct"))
+                .filter(conversation_members::operator_id.eq(a))
+                .select(conversations::id)
+                .load(conn)?;
+            let existing: Option<i64> = conversation_members::table
+                .filter(conversation_members::operator_id.eq(b))
+                .filter(conversation_members::conversation_id.eq_any(&mine))
+                .select(conversation_members::conversation_id)
+                .first(conn)
+                .optional()?;
+            if let Some(id) = existing {
+                return Ok(id);
+            }
+            let id: i64 = diesel::insert_into(conversations::table)
+                .values((
+                    conversations::channel.eq("internal"),
+                    conversations::status.eq("open"),
+                    conversations::kind.eq("direct"),
+                    conversations::created_at.eq(now),
+                    conversations::updated_at.eq(now),
+                ))
+                .returning(conversations::id)
+                .get_result(conn)?;
+            for op in [a, b] {
+                diesel::insert_into(conversation_members::table)
                     .values((
-                        conversations::channel.eq("internal"),
-                        conversations::status.eq("open"),
-                        conversations::kind.eq("direct"),
-                        conversations::created_at.eq(now),
-                        conversations::updated_at.eq(now),
+                        conversation_members::conversation_id.eq(id),
+                        conversation_members::operator_id.eq(op),
                     ))
-                    .returning(conversations::id)
-                    .get_result(conn)?;
-                for op in [a, b] {
-                    diesel::insert_into(conversation_members::table)
-                        .values((
-                            conversation_members::conversation_id.eq(id),
-                            conversation_members::operator_id.eq(op),
-                        ))
-                        .execute(conn)?;
-                }
-                Ok::<_, StoreError>(id)
-            })
+                    .execute(conn)?;
+            }
+            Ok::<_, StoreError>(id)
         })
     }
 
     /// A team's internal chat, created on first use, with the team's members.
     pub fn team_chat(&self, team_id: i64, now: i64) -> StoreResult<i64> {
-        let id = db_run!(self, |conn| {
-            conn.transaction(|conn| {
-                let existing: Option<i64> = conversations::table
-                    .filter(conversations::kind.eq("team"))
-                    .filter(conversations::team_id.eq(team_id))
-                    .select(conversations::id)
-                    .first(conn)
-                    .optional()?;
-                if let Some(id) = existing {
-                    return Ok(id);
-                }
-                let exists: i64 = teams::table
-                    .filter(teams::id.eq(team_id))
-                    .count()
-                    .get_result(conn)?;
-                if exists == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                let id: i64 = diesel::insert_into(conversations::table)
-                    .values((
-                        conversations::channel.eq("internal"),
-                        conversations::status.eq("open"),
-                        conversations::kind.eq("team"),
-                        conversations::team_id.eq(team_id),
-                        conversations::created_at.eq(now),
-                        conversations::updated_at.eq(now),
-                    ))
-                    .returning(conversations::id)
-                    .get_result(conn)?;
-                Ok::<_, StoreError>(id)
-            })
+        let id = db_tx!(self, |conn| {
+            let existing: Option<i64> = conversations::table
+                .filter(conversations::kind.eq("team"))
+                .filter(conversations::team_id.eq(team_id))
+                .select(conversations::id)
+                .first(conn)
+                .optional()?;
+            if let Some(id) = existing {
+                return Ok(id);
+            }
+            let exists: i64 = teams::table
+                .filter(teams::id.eq(team_id))
+                .count()
+                .get_result(conn)?;
+            if exists == 0 {
+                return Err(StoreError::NotFound);
+            }
+            let id: i64 = diesel::insert_into(conversations::table)
+                .values((
+                    conversations::channel.eq("internal"),
+                    conversations::status.eq("open"),
+                    conversations::kind.eq("team"),
+                    conversations::team_id.eq(team_id),
+                    conversations::created_at.eq(now),
+                    conversations::updated_at.eq(now),
+                ))
+                .returning(conversations::id)
+                .get_result(conn)?;
+            Ok::<_, StoreError>(id)
         })?;
         self.sync_team_chat(team_id)?;
         Ok(id)
@@ -632,41 +647,39 @@ impl Store {
     /// Makes a team chat's members the team's members again (after a membership change);
     /// returns the chat's id when the team has one.
     pub fn sync_team_chat(&self, team_id: i64) -> StoreResult<Option<i64>> {
-        db_run!(self, |conn| {
-            conn.transaction(|conn| {
-                let chat: Option<i64> = conversations::table
-                    .filter(conversations::kind.eq("team"))
-                    .filter(conversations::team_id.eq(team_id))
-                    .select(conversations::id)
-                    .first(conn)
-                    .optional()?;
-                let Some(chat) = chat else {
-                    return Ok(None);
-                };
-                let members: Vec<i64> = team_members::table
-                    .filter(team_members::team_id.eq(team_id))
-                    .select(team_members::operator_id)
-                    .load(conn)?;
-                diesel::delete(
-                    conversation_members::table
-                        .filter(conversation_members::conversation_id.eq(chat))
-                        .filter(conversation_members::operator_id.ne_all(&members)),
-                )
-                .execute(conn)?;
-                let present: Vec<i64> = conversation_members::table
+        db_tx!(self, |conn| {
+            let chat: Option<i64> = conversations::table
+                .filter(conversations::kind.eq("team"))
+                .filter(conversations::team_id.eq(team_id))
+                .select(conversations::id)
+                .first(conn)
+                .optional()?;
+            let Some(chat) = chat else {
+                return Ok(None);
+            };
+            let members: Vec<i64> = team_members::table
+                .filter(team_members::team_id.eq(team_id))
+                .select(team_members::operator_id)
+                .load(conn)?;
+            diesel::delete(
+                conversation_members::table
                     .filter(conversation_members::conversation_id.eq(chat))
-                    .select(conversation_members::operator_id)
-                    .load(conn)?;
-                for op in members.iter().filter(|m| !present.contains(m)) {
-                    diesel::insert_into(conversation_members::table)
-                        .values((
-                            conversation_members::conversation_id.eq(chat),
-                            conversation_members::operator_id.eq(op),
-                        ))
-                        .execute(conn)?;
-                }
-                Ok::<_, StoreError>(Some(chat))
-            })
+                    .filter(conversation_members::operator_id.ne_all(&members)),
+            )
+            .execute(conn)?;
+            let present: Vec<i64> = conversation_members::table
+                .filter(conversation_members::conversation_id.eq(chat))
+                .select(conversation_members::operator_id)
+                .load(conn)?;
+            for op in members.iter().filter(|m| !present.contains(m)) {
+                diesel::insert_into(conversation_members::table)
+                    .values((
+                        conversation_members::conversation_id.eq(chat),
+                        conversation_members::operator_id.eq(op),
+                    ))
+                    .execute(conn)?;
+            }
+            Ok::<_, StoreError>(Some(chat))
         })
     }
 

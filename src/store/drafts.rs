@@ -73,6 +73,26 @@ impl Store {
         })
     }
 
+    /// Deletes an operator's draft if it was last saved at or before `at` (the moment a
+    /// reply was accepted); says whether it did.
+    pub fn delete_draft_before(
+        &self,
+        operator_id: i64,
+        conversation_id: i64,
+        at: i64,
+    ) -> StoreResult<bool> {
+        db_run!(self, |conn| {
+            let n = diesel::delete(
+                drafts::table
+                    .filter(drafts::operator_id.eq(operator_id))
+                    .filter(drafts::conversation_id.eq(conversation_id))
+                    .filter(drafts::updated_at.le(at)),
+            )
+            .execute(conn)?;
+            Ok(n > 0)
+        })
+    }
+
     /// One operator's draft in one conversation.
     pub fn draft(&self, operator_id: i64, conversation_id: i64) -> StoreResult<Option<Draft>> {
         db_run!(self, |conn| {

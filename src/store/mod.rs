@@ -121,6 +121,26 @@ macro_rules! db_run {
     };
 }
 
+/// Runs `$body` in a transaction on a pooled connection of whichever backend is in use.
+/// On SQLite the transaction is `IMMEDIATE`: it takes the write lock first, so a
+/// transaction that reads before it writes waits its turn (busy timeout) instead of failing
+/// with "database is locked" when another write commits in between.
+#[macro_export]
+macro_rules! db_tx {
+    ($store:expr, |$conn:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite(pool) => {
+                let mut pooled = pool.get()?;
+                pooled.immediate_transaction(|$conn| $body)
+            }
+            $crate::store::Pool::Postgres(pool) => {
+                let mut pooled = pool.get()?;
+                diesel::Connection::transaction(&mut *pooled, |$conn| $body)
+            }
+        }
+    };
+}
+
 /// Applies SQLite's pragmas on every connection the pool opens: WAL so readers never block
 /// the writer, a busy timeout instead of immediate `database is locked`, the configured
 /// `synchronous` level, and foreign keys.

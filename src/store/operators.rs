@@ -3,7 +3,7 @@
 
 use super::schema::{operator_groups, operator_tokens, operators, team_members, user_groups};
 use super::{Store, StoreError, StoreResult};
-use crate::db_run;
+use crate::{db_run, db_tx};
 use diesel::prelude::*;
 use serde::Serialize;
 
@@ -171,28 +171,26 @@ impl Store {
             is_admin,
             created_at: now,
         };
-        let result: Result<Operator, StoreError> = db_run!(self, |conn| {
-            conn.transaction(|conn| {
-                let row: OperatorRow = diesel::insert_into(operators::table)
-                    .values(&row)
-                    .returning(OperatorRow::as_returning())
-                    .get_result(conn)?;
-                let default: Option<i64> = user_groups::table
-                    .filter(user_groups::can_chat.eq(true))
-                    .order((user_groups::name.ne("Chat operators"), user_groups::id))
-                    .select(user_groups::id)
-                    .first(conn)
-                    .optional()?;
-                if let Some(group) = default {
-                    diesel::insert_into(operator_groups::table)
-                        .values((
-                            operator_groups::operator_id.eq(row.id),
-                            operator_groups::group_id.eq(group),
-                        ))
-                        .execute(conn)?;
-                }
-                Ok::<_, StoreError>(complete!(conn, vec![row]))
-            })
+        let result: Result<Operator, StoreError> = db_tx!(self, |conn| {
+            let row: OperatorRow = diesel::insert_into(operators::table)
+                .values(&row)
+                .returning(OperatorRow::as_returning())
+                .get_result(conn)?;
+            let default: Option<i64> = user_groups::table
+                .filter(user_groups::can_chat.eq(true))
+                .order((user_groups::name.ne("Chat operators"), user_groups::id))
+                .select(user_groups::id)
+                .first(conn)
+                .optional()?;
+            if let Some(group) = default {
+                diesel::insert_into(operator_groups::table)
+                    .values((
+                        operator_groups::operator_id.eq(row.id),
+                        operator_groups::group_id.eq(group),
+                    ))
+                    .execute(conn)?;
+            }
+            Ok::<_, StoreError>(complete!(conn, vec![row]))
         })
         .and_then(|mut v: Vec<Operator>| v.pop().ok_or(StoreError::NotFound));
         match result {
@@ -229,87 +227,83 @@ impl Store {
     /// Applies an administrator's (or the operator's own) change; unknown groups or teams
     /// are refused.
     pub fn update_operator(&self, id: i64, change: &OperatorChange) -> StoreResult<Operator> {
-        db_run!(self, |conn| {
-            conn.transaction(|conn| {
-                let exists: i64 = operators::table
-                    .filter(operators::id.eq(id))
+        db_tx!(self, |conn| {
+            let exists: i64 = operators::table
+                .filter(operators::id.eq(id))
+                .count()
+                .get_result(conn)?;
+            if exists == 0 {
+                return Err(StoreError::NotFound);
+            }
+            let target = operators::table.find(id);
+            if let Some(name) = &change.name {
+                diesel::update(target)
+                    .set(operators::name.eq(name.trim()))
+                    .execute(conn)?;
+            }
+            if let Some(v) = change.is_admin {
+                diesel::update(target)
+                    .set(operators::is_admin.eq(v))
+                    .execute(conn)?;
+            }
+            if let Some(v) = change.capacity {
+                diesel::update(target)
+                    .set(operators::capacity.eq(v))
+                    .execute(conn)?;
+            }
+            if let Some(v) = change.available {
+                diesel::update(target)
+                    .set(operators::available.eq(v))
+                    .execute(conn)?;
+            }
+            if let Some(v) = &change.display_mode {
+                diesel::update(target)
+                    .set(operators::display_mode.eq(v))
+                    .execute(conn)?;
+            }
+            if let Some(groups) = &change.groups {
+                let known: i64 = user_groups::table
+                    .filter(user_groups::id.eq_any(groups))
                     .count()
                     .get_result(conn)?;
-                if exists == 0 {
-                    return Err(StoreError::NotFound);
+                if known as usize != dedup(groups).len() {
+                    return Err(StoreError::Conflict("no such user group".into()));
                 }
-                let target = operators::table.find(id);
-                if let Some(name) = &change.name {
-                    diesel::update(target)
-                        .set(operators::name.eq(name.trim()))
-                        .execute(conn)?;
-                }
-                if let Some(v) = change.is_admin {
-                    diesel::update(target)
-                        .set(operators::is_admin.eq(v))
-                        .execute(conn)?;
-                }
-                if let Some(v) = change.capacity {
-                    diesel::update(target)
-                        .set(operators::capacity.eq(v))
-                        .execute(conn)?;
-                }
-                if let Some(v) = change.available {
-                    diesel::update(target)
-                        .set(operators::available.eq(v))
-                        .execute(conn)?;
-                }
-                if let Some(v) = &change.display_mode {
-                    diesel::update(target)
-                        .set(operators::display_mode.eq(v))
-                        .execute(conn)?;
-                }
-                if let Some(groups) = &change.groups {
-                    let known: i64 = user_groups::table
-                        .filter(user_groups::id.eq_any(groups))
-                        .count()
-                        .get_result(conn)?;
-                    if known as usize != dedup(groups).len() {
-                        return Err(StoreError::Conflict("no such user group".into()));
-                    }
-                    diesel::delete(
-                        operator_groups::table.filter(operator_groups::operator_id.eq(id)),
-                    )
+                diesel::delete(operator_groups::table.filter(operator_groups::operator_id.eq(id)))
                     .execute(conn)?;
-                    for g in dedup(groups) {
-                        diesel::insert_into(operator_groups::table)
-                            .values((
-                                operator_groups::operator_id.eq(id),
-                                operator_groups::group_id.eq(g),
-                            ))
-                            .execute(conn)?;
-                    }
-                }
-                if let Some(teams) = &change.teams {
-                    let known: i64 = super::schema::teams::table
-                        .filter(super::schema::teams::id.eq_any(teams))
-                        .count()
-                        .get_result(conn)?;
-                    if known as usize != dedup(teams).len() {
-                        return Err(StoreError::Conflict("no such team".into()));
-                    }
-                    diesel::delete(team_members::table.filter(team_members::operator_id.eq(id)))
+                for g in dedup(groups) {
+                    diesel::insert_into(operator_groups::table)
+                        .values((
+                            operator_groups::operator_id.eq(id),
+                            operator_groups::group_id.eq(g),
+                        ))
                         .execute(conn)?;
-                    for t in dedup(teams) {
-                        diesel::insert_into(team_members::table)
-                            .values((
-                                team_members::team_id.eq(t),
-                                team_members::operator_id.eq(id),
-                            ))
-                            .execute(conn)?;
-                    }
                 }
-                let rows = operators::table
-                    .filter(operators::id.eq(id))
-                    .select(OperatorRow::as_select())
-                    .load(conn)?;
-                complete!(conn, rows).pop().ok_or(StoreError::NotFound)
-            })
+            }
+            if let Some(teams) = &change.teams {
+                let known: i64 = super::schema::teams::table
+                    .filter(super::schema::teams::id.eq_any(teams))
+                    .count()
+                    .get_result(conn)?;
+                if known as usize != dedup(teams).len() {
+                    return Err(StoreError::Conflict("no such team".into()));
+                }
+                diesel::delete(team_members::table.filter(team_members::operator_id.eq(id)))
+                    .execute(conn)?;
+                for t in dedup(teams) {
+                    diesel::insert_into(team_members::table)
+                        .values((
+                            team_members::team_id.eq(t),
+                            team_members::operator_id.eq(id),
+                        ))
+                        .execute(conn)?;
+                }
+            }
+            let rows = operators::table
+                .filter(operators::id.eq(id))
+                .select(OperatorRow::as_select())
+                .load(conn)?;
+            complete!(conn, rows).pop().ok_or(StoreError::NotFound)
         })
     }
 

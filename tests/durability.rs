@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{TestDb, TestServer, Ws};
+use common::{SmtpSink, TestDb, TestServer, Ws};
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -71,14 +71,26 @@ fn free_port() -> u16 {
 }
 
 fn spawn_binary(db_url: &str, port: u16, dir: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_charla"))
-        .arg("serve")
+    spawn_binary_with(db_url, port, dir, &[])
+}
+
+fn spawn_binary_with(
+    db_url: &str,
+    port: u16,
+    dir: &std::path::Path,
+    env: &[(&str, String)],
+) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_charla"));
+    cmd.arg("serve")
         .current_dir(dir)
         .env("CHARLA_ADDR", format!("127.0.0.1:{port}"))
         .env("CHARLA_DATABASE_URL", db_url)
         .env("CHARLA_RATE_PER_SEC", "0")
-        .env("CHARLA_LOG", "warn")
-        .stdout(Stdio::null())
+        .env("CHARLA_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("charla starts")
@@ -325,4 +337,70 @@ async fn a_stalled_database_slows_senders_and_loses_nothing(db: TestDb) {
 both_backends!(
     backpressure,
     a_stalled_database_slows_senders_and_loses_nothing
+);
+
+async fn a_notification_pending_at_a_kill_is_sent_once_after_restart(mut db: TestDb) {
+    let dir = db.scratch();
+    let smtp = SmtpSink::start().await;
+    let env = [
+        ("CHARLA_SMTP_URL", smtp.url()),
+        (
+            "CHARLA_MAIL_FROM",
+            "Tienda <admin@tienda.example>".to_string(),
+        ),
+        ("CHARLA_UNREAD_EMAIL_SECS", "2".to_string()),
+    ];
+    let port = free_port();
+    let mut child = spawn_binary_with(&db.url, port, &dir, &env);
+    wait_healthy(port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let mut res = awc::Client::new()
+        .post(format!("{base}/api/setup"))
+        .send_json(
+            &json!({"email": "boss@tienda.example", "name": "Boss", "password": "a long password"}),
+        )
+        .await
+        .expect("setup");
+    let login: Value = res.json().await.expect("login");
+    let token = login["token"].as_str().expect("token").to_string();
+    let mut v = Ws::connect(&format!("ws://127.0.0.1:{port}/ws/visitor")).await;
+    v.send(json!({"type": "hello"})).await;
+    v.next_of("welcome").await;
+    let cid = v.say("q", "¿Hay envío gratis?").await["conversation_id"]
+        .as_i64()
+        .expect("id");
+    v.send(json!({"type": "form", "client_id": "f", "form": "name", "fields": {"name": "Ana", "email": "ana@example.com"}}))
+        .await;
+    v.next_of("ack").await;
+    drop(v);
+    let mut res = awc::Client::new()
+        .post(format!("{base}/api/conversations/{cid}/messages"))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .send_json(&json!({"client_id": "r1", "body": "Sí, desde 30 euros."}))
+        .await
+        .expect("reply");
+    assert_eq!(res.status().as_u16(), 200, "{:?}", res.body().await);
+    // Killed with the notification pending (due in 2 s).
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    actix_rt::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        smtp.messages().is_empty(),
+        "nobody sent it while the server was down"
+    );
+    // Back up: the timer that fell due meanwhile fires, once.
+    let port = free_port();
+    let mut child = spawn_binary_with(&db.url, port, &dir, &env);
+    wait_healthy(port).await;
+    let mails = smtp.wait_for(1).await;
+    let text = String::from_utf8_lossy(&mails[0]).into_owned();
+    assert!(text.contains("ana@example.com") && text.contains(&format!("#{cid}")));
+    actix_rt::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(smtp.messages().len(), 1, "sent once");
+    child.kill().expect("kill");
+    let _ = child.wait();
+}
+both_backends!(
+    pending_notification_survives_kill,
+    a_notification_pending_at_a_kill_is_sent_once_after_restart
 );

@@ -549,3 +549,97 @@ impl Ws {
         }
     }
 }
+
+/// A real SMTP server (aiosmtpd, installed by `scripts/setup`) that keeps every message
+/// it accepts in a maildir, for the e-mail tests.
+pub struct SmtpSink {
+    child: Option<std::process::Child>,
+    /// The maildir.
+    pub dir: tempfile::TempDir,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl SmtpSink {
+    /// A free port for a sink started later (to test an SMTP server that is down).
+    pub fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port")
+    }
+
+    /// Starts a sink on `port` and waits until it accepts connections.
+    pub async fn start_on(port: u16) -> SmtpSink {
+        let dir = tempfile::tempdir().expect("maildir");
+        let child = std::process::Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(dir.path().join("mail"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 -m aiosmtpd (run scripts/setup)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return SmtpSink {
+                    child: Some(child),
+                    dir,
+                    port,
+                };
+            }
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("aiosmtpd did not start on port {port}");
+    }
+
+    /// Starts a sink on a free port.
+    pub async fn start() -> SmtpSink {
+        Self::start_on(Self::free_port()).await
+    }
+
+    /// `smtp://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far, raw.
+    pub fn messages(&self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for sub in ["new", "cur"] {
+            let Ok(entries) = std::fs::read_dir(self.dir.path().join("mail").join(sub)) else {
+                continue;
+            };
+            let mut paths: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+            paths.sort();
+            for p in paths {
+                if let Ok(bytes) = std::fs::read(p) {
+                    out.push(bytes);
+                }
+            }
+        }
+        out
+    }
+
+    /// Waits until `n` messages arrived (at most 20 s) and returns them.
+    pub async fn wait_for(&self, n: usize) -> Vec<Vec<u8>> {
+        for _ in 0..400 {
+            let m = self.messages();
+            if m.len() >= n {
+                return m;
+            }
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("expected {n} e-mails, got {}", self.messages().len());
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

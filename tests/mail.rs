@@ -1,0 +1,518 @@
+//! E-mail against a real SMTP server process (aiosmtpd): the unread reply notification with
+//! everything a visitor needs in it (CF6, CF8, CF10, CF11, EC2, XB10), folding and the
+//! re-check at send time (XB9, EC4), an address given later (CF9), the transcript (CF5),
+//! an SMTP server that is down, a process killed with a notification pending, replies by
+//! e-mail (EC2, XB10), continue links, and header injection.
+
+// A failed expectation in a test is the test failing; panicking is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{SmtpSink, TestDb, TestServer};
+use mail_parser::MessageParser;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const FROM: &str = "Tienda Ejemplo <admin@tienda.example>";
+const INBOUND: &str = "inbound-secret-for-tests";
+
+async fn mail_server(db: &TestDb, smtp: &str) -> TestServer {
+    let smtp = smtp.to_string();
+    TestServer::start_with(db, move |c| {
+        c.smtp_url = smtp;
+        c.mail_from = FROM.into();
+        c.reply_domain = "reply.tienda.example".into();
+        c.inbound_secret = INBOUND.into();
+        c.unread_email_secs = 60;
+    })
+    .await
+}
+
+/// A parsed e-mail, the parts a test looks at.
+struct Mail {
+    to: String,
+    from: String,
+    reply_to: String,
+    subject: String,
+    message_id: String,
+    text: String,
+    html: String,
+    raw: String,
+}
+
+fn parse(raw: &[u8]) -> Mail {
+    let m = MessageParser::default().parse(raw).expect("an e-mail");
+    let addr = |a: Option<&mail_parser::Address>| {
+        a.and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .unwrap_or("")
+            .to_string()
+    };
+    Mail {
+        to: addr(m.to()),
+        from: addr(m.from()),
+        reply_to: addr(m.reply_to()),
+        subject: m.subject().unwrap_or("").to_string(),
+        message_id: m.message_id().unwrap_or("").to_string(),
+        text: m.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+        html: m.body_html(0).map(|t| t.into_owned()).unwrap_or_default(),
+        raw: String::from_utf8_lossy(raw).into_owned(),
+    }
+}
+
+fn continue_link(text: &str) -> String {
+    let start = text.find("http").expect("a link");
+    text[start..]
+        .split_whitespace()
+        .find(|w| w.contains("/continue?code="))
+        .or_else(|| text[start..].split_whitespace().next())
+        .expect("link")
+        .to_string()
+}
+
+/// A visitor who asked something and gave their e-mail, then left; returns the
+/// conversation, the visitor's token and the operator's token (who took it).
+async fn asked_and_left(srv: &TestServer, name: &str, email: &str) -> (i64, String, String) {
+    let (mut v, welcome) = srv.new_visitor().await;
+    let token = welcome["visitor_token"].as_str().expect("t").to_string();
+    let cid = v.say("q1", "¿Dónde está mi pedido 123?").await["conversation_id"]
+        .as_i64()
+        .expect("id");
+    v.send(json!({"type": "form", "client_id": "f1", "form": "name", "fields": {"name": name, "email": email}}))
+        .await;
+    assert_eq!(v.next_of_any(&["ack", "error"]).await["type"], "ack");
+    drop(v);
+    let (op, _) = srv
+        .named_operator(&format!("op{cid}@tienda.example"), "Ana", false)
+        .await;
+    srv.take(cid, &op).await;
+    (cid, token, op)
+}
+
+async fn reply(srv: &TestServer, op: &str, cid: i64, id: &str, body: &str) -> Value {
+    let (status, r) = srv
+        .post(
+            &format!("/api/conversations/{cid}/messages"),
+            Some(op),
+            json!({"client_id": id, "body": body}),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    r
+}
+
+fn fire(srv: &TestServer) {
+    srv.runtime()
+        .timers
+        .do_send(charla::runtime::timers::FireNow);
+}
+
+async fn es(srv: &TestServer) {
+    let (admin, _) = srv
+        .named_operator("boss@tienda.example", "Boss", true)
+        .await;
+    let (status, b) = srv
+        .patch(
+            "/api/channels/1",
+            Some(&admin),
+            json!({"title": "Tienda Ejemplo", "settings": {"language": "es"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{b}");
+}
+
+async fn an_unread_reply_is_emailed_once_with_what_the_visitor_needs(db: TestDb) {
+    let smtp = SmtpSink::start().await;
+    let srv = mail_server(&db, &smtp.url()).await;
+    es(&srv).await;
+    let (cid, _, op) = asked_and_left(&srv, "Ana", "Ana@Example.com").await;
+    // Two replies within the window: one e-mail (XB9).
+    reply(&srv, &op, cid, "r1", "Salió ayer.").await;
+    reply(&srv, &op, cid, "r2", "Llega el martes <b>sin falta</b>.").await;
+    srv.clock.advance(30_000);
+    fire(&srv);
+    actix_rt::time::sleep(Duration::from_millis(1500)).await;
+    assert!(smtp.messages().is_empty(), "not before the window ends");
+    srv.clock.advance(31_000);
+    fire(&srv);
+    let mails = smtp.wait_for(1).await;
+    let m = parse(&mails[0]);
+    assert_eq!(m.to, "ana@example.com");
+    assert_eq!(
+        m.from, "admin@tienda.example",
+        "the administrator's address (CF6)"
+    );
+    assert!(m.subject.contains(&format!("#{cid}")), "{}", m.subject);
+    assert!(
+        m.subject.contains("conversación"),
+        "Spanish, as the channel prefers: {}",
+        m.subject
+    );
+    assert!(
+        m.reply_to.starts_with(&format!("reply+c{cid}-"))
+            && m.reply_to.ends_with("@reply.tienda.example")
+    );
+    assert!(m.message_id.contains(&format!("charla.{cid}.")));
+    for part in [&m.text, &m.html] {
+        assert!(part.contains("pedido 123"), "the question");
+        assert!(part.contains("Salió ayer."), "the first reply");
+        assert!(part.contains("Llega el martes"), "the second reply, folded");
+    }
+    assert!(
+        m.html.contains("&lt;b&gt;sin falta&lt;/b&gt;"),
+        "operator text escaped in HTML"
+    );
+    assert!(m.text.contains("Hola Ana,"));
+    // The continue link works: its page, then the widget resumes as the same visitor.
+    let link = continue_link(&m.text);
+    let path = link
+        .split_once("://")
+        .map(|(_, r)| &r[r.find('/').unwrap_or(0)..])
+        .expect("path");
+    let (status, page) = srv.get(path, None).await;
+    assert_eq!(status, 200);
+    let code = path.split("code=").nth(1).expect("code").to_string();
+    assert!(page
+        .as_str()
+        .unwrap_or("")
+        .contains(&format!("data-continue=\"{code}\"")));
+    let mut again = srv.ws("/ws/visitor").await;
+    again
+        .send(json!({"type": "hello", "continue_code": code}))
+        .await;
+    let w = again.next_of("welcome").await;
+    assert_eq!(w["conversation"]["id"], cid);
+    assert!(w["visitor_token"].is_string(), "a token for this device");
+    // Nothing more was sent, even after more ticks.
+    fire(&srv);
+    actix_rt::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(smtp.messages().len(), 1);
+    // Read within the window: no e-mail (EC4).
+    reply(&srv, &op, cid, "r3", "¿Algo más?").await;
+    let seq = loop {
+        let m = again.next_of("message").await;
+        if m["body"] == "¿Algo más?" {
+            break m["seq"].clone();
+        }
+    };
+    again.send(json!({"type": "read", "seq": seq})).await;
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    srv.clock.advance(61_000);
+    fire(&srv);
+    actix_rt::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(smtp.messages().len(), 1, "a read reply is not e-mailed");
+    let (_, emails) = srv
+        .get(&format!("/api/conversations/{cid}/emails"), Some(&op))
+        .await;
+    assert_eq!(emails[0]["status"], "sent");
+    srv.stop().await;
+}
+both_backends!(
+    unread,
+    an_unread_reply_is_emailed_once_with_what_the_visitor_needs
+);
+
+async fn an_address_given_later_gets_the_unread_replies_and_english_by_default(db: TestDb) {
+    let smtp = SmtpSink::start().await;
+    let srv = mail_server(&db, &smtp.url()).await;
+    let (mut v, _) = srv.new_visitor().await;
+    let cid = v.say("q", "Is the shop open on Sunday?").await["conversation_id"]
+        .as_i64()
+        .expect("id");
+    let (op, _) = srv.named_operator("ana@tienda.example", "Ana", false).await;
+    srv.take(cid, &op).await;
+    reply(&srv, &op, cid, "r1", "Yes, from 10 to 14.").await;
+    // No address yet: the window passes, nothing to send.
+    srv.clock.advance(61_000);
+    fire(&srv);
+    actix_rt::time::sleep(Duration::from_millis(1200)).await;
+    assert!(smtp.messages().is_empty());
+    // The visitor leaves an address (offline form, CF7/CF9): the unread reply goes now.
+    v.send(json!({"type": "form", "client_id": "f", "form": "offline", "fields": {"email": "bob@example.com"}}))
+        .await;
+    assert_eq!(v.next_of_any(&["ack", "error"]).await["type"], "ack");
+    fire(&srv);
+    let m = parse(&smtp.wait_for(1).await[0]);
+    assert_eq!(m.to, "bob@example.com");
+    assert!(m.subject.contains("You have a reply"), "{}", m.subject);
+    assert!(m.text.contains("Yes, from 10 to 14."));
+    srv.stop().await;
+}
+both_backends!(
+    later_address,
+    an_address_given_later_gets_the_unread_replies_and_english_by_default
+);
+
+async fn an_smtp_server_that_is_down_gets_the_mail_once_it_is_back(db: TestDb) {
+    let port = SmtpSink::free_port();
+    let srv = mail_server(&db, &format!("smtp://127.0.0.1:{port}")).await;
+    let (cid, _, op) = asked_and_left(&srv, "Eva", "eva@example.com").await;
+    reply(&srv, &op, cid, "r1", "Aquí estamos.").await;
+    srv.clock.advance(61_000);
+    fire(&srv);
+    // It fails and waits, recorded.
+    let mut failed = Value::Null;
+    for _ in 0..100 {
+        let (_, emails) = srv
+            .get(&format!("/api/conversations/{cid}/emails"), Some(&op))
+            .await;
+        if emails[0]["attempts"].as_i64() >= Some(1) {
+            failed = emails[0].clone();
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(failed["status"], "pending", "{failed}");
+    assert!(failed["last_error"].is_string());
+    // The SMTP server comes back: the e-mail goes, once.
+    let smtp = SmtpSink::start_on(port).await;
+    srv.clock.advance(10_000);
+    let mails = smtp.wait_for(1).await;
+    assert_eq!(parse(&mails[0]).to, "eva@example.com");
+    srv.clock.advance(600_000);
+    actix_rt::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(smtp.messages().len(), 1, "sent once");
+    let (_, emails) = srv
+        .get(&format!("/api/conversations/{cid}/emails"), Some(&op))
+        .await;
+    assert_eq!(emails[0]["status"], "sent");
+    srv.stop().await;
+}
+both_backends!(
+    smtp_down,
+    an_smtp_server_that_is_down_gets_the_mail_once_it_is_back
+);
+
+async fn a_reply_by_email_lands_in_the_conversation_without_the_quote(db: TestDb) {
+    let smtp = SmtpSink::start().await;
+    let srv = mail_server(&db, &smtp.url()).await;
+    let (cid, _, op) = asked_and_left(&srv, "Ana", "ana@example.com").await;
+    reply(&srv, &op, cid, "r1", "¿Qué talla necesitas?").await;
+    srv.clock.advance(61_000);
+    fire(&srv);
+    let m = parse(&smtp.wait_for(1).await[0]);
+    let mut operator = srv.operator_ws(&op).await;
+    let raw = format!(
+        "From: Ana <ANA@example.com>\r\nTo: {}\r\nSubject: Re: {}\r\nMessage-ID: <r1@mail.example.com>\r\nIn-Reply-To: <{}>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nLa M, por favor.\r\n\r\nEnviado desde mi iPhone\r\n\r\nEl 3 mar 2026, Tienda escribió:\r\n> ¿Qué talla necesitas?\r\n",
+        m.reply_to, m.subject, m.message_id
+    );
+    let post = |body: String, secret: &'static str| {
+        let srv = &srv;
+        async move {
+            let mut res = awc::Client::new()
+                .post(srv.url("/api/inbound/email"))
+                .insert_header(("Authorization", format!("Bearer {secret}")))
+                .insert_header(("Content-Type", "message/rfc822"))
+                .send_body(body)
+                .await
+                .expect("post");
+            let b = res.body().await.expect("body");
+            (
+                res.status().as_u16(),
+                serde_json::from_slice::<Value>(&b).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, posted) = post(raw.clone(), INBOUND).await;
+    assert_eq!(status, 200, "{posted}");
+    let seen = loop {
+        let f = operator.next_of("message").await;
+        if f["author"]["kind"] == "visitor" && f["kind"] == "text" {
+            break f;
+        }
+    };
+    assert_eq!(
+        seen["body"], "La M, por favor.",
+        "the new text, without quote or signature"
+    );
+    // Delivered twice by the mail service: stored once.
+    let (status, again) = post(raw.clone(), INBOUND).await;
+    assert_eq!((status, again["duplicate"].as_bool()), (200, Some(true)));
+    // The address answered our e-mail: it is verified now (XB11).
+    let (_, c) = srv
+        .get(&format!("/api/conversations/{cid}"), Some(&op))
+        .await;
+    let contact = c["conversation"]["contact"]["id"]
+        .as_i64()
+        .expect("contact");
+    let (_, card) = srv
+        .get(&format!("/api/contacts/{contact}"), Some(&op))
+        .await;
+    assert!(
+        card["identifiers"]
+            .as_array()
+            .expect("ids")
+            .iter()
+            .any(|i| i["value"] == "ana@example.com" && i["verified"] == true),
+        "{card}"
+    );
+    // Threading by In-Reply-To alone works too.
+    let by_thread = raw
+        .replace(&m.reply_to, "someone@tienda.example")
+        .replace("<r1@mail.example.com>", "<r2@mail.example.com>")
+        .replace("La M, por favor.", "Y otra en L.");
+    let (status, _) = post(by_thread, INBOUND).await;
+    assert_eq!(status, 200);
+    // Refused, and stored nowhere: a forged reply address, a wrong secret, no thread.
+    let count = |v: &Value| v["messages"].as_array().map(Vec::len).unwrap_or(0);
+    let (_, before) = srv
+        .get(&format!("/api/conversations/{cid}"), Some(&op))
+        .await;
+    let forged = raw
+        .replace(
+            &m.reply_to,
+            &format!("reply+c{cid}-0000000000000000@reply.tienda.example"),
+        )
+        .replace("<r1@mail.example.com>", "<r3@mail.example.com>");
+    assert_eq!(post(forged, INBOUND).await.0, 403);
+    let forged_other = raw
+        .replace(&format!("reply+c{cid}-"), &format!("reply+c{}-", cid + 1))
+        .replace("<r1@mail.example.com>", "<r4@mail.example.com>");
+    assert_eq!(post(forged_other, INBOUND).await.0, 403);
+    assert_eq!(post(raw.replace("<r1@", "<r5@"), "wrong").await.0, 401);
+    let lost =
+        "From: x@y.com\r\nTo: info@tienda.example\r\nMessage-ID: <z@y>\r\n\r\nHola\r\n".to_string();
+    assert_eq!(post(lost, INBOUND).await.0, 404);
+    let (_, after) = srv
+        .get(&format!("/api/conversations/{cid}"), Some(&op))
+        .await;
+    assert_eq!(count(&before), count(&after));
+    srv.stop().await;
+
+    // Without a configured secret the endpoint is off.
+    let srv = TestServer::start(&db).await;
+    let mut res = awc::Client::new()
+        .post(srv.url("/api/inbound/email"))
+        .insert_header(("Authorization", "Bearer anything"))
+        .send_body(raw)
+        .await
+        .expect("post");
+    assert_eq!(res.status().as_u16(), 404);
+    let _ = res.body().await;
+    srv.stop().await;
+}
+both_backends!(
+    inbound,
+    a_reply_by_email_lands_in_the_conversation_without_the_quote
+);
+
+async fn the_transcript_is_offered_after_closing_and_emailed_on_request(db: TestDb) {
+    let smtp = SmtpSink::start().await;
+    let srv = mail_server(&db, &smtp.url()).await;
+    let (mut v, _) = srv.new_visitor().await;
+    let cid = v.say("q", "Quiero cambiar la dirección").await["conversation_id"]
+        .as_i64()
+        .expect("id");
+    let (op, _) = srv.named_operator("ana@tienda.example", "Ana", false).await;
+    srv.take(cid, &op).await;
+    reply(&srv, &op, cid, "r1", "Hecho, cambiada.").await;
+    srv.post(
+        &format!("/api/conversations/{cid}/close"),
+        Some(&op),
+        json!({}),
+    )
+    .await;
+    // Five seconds later (a stored timer), the offer card (CF5).
+    srv.clock.advance(5_500);
+    fire(&srv);
+    let offer = loop {
+        let m = v.next_of("message").await;
+        if m["body"] == "offer" {
+            break m;
+        }
+    };
+    assert_eq!(offer["meta"]["form"], "transcript");
+    v.send(json!({"type": "form", "client_id": "t", "form": "transcript", "fields": {"email": "cliente@example.com"}}))
+        .await;
+    assert_eq!(v.next_of_any(&["ack", "error"]).await["type"], "ack");
+    fire(&srv);
+    let m = parse(&smtp.wait_for(1).await[0]);
+    assert_eq!(m.to, "cliente@example.com");
+    assert!(m.text.contains("Quiero cambiar la dirección") && m.text.contains("Hecho, cambiada."));
+    // The e-mail card an operator asks for (EC3).
+    let (status, _) = srv
+        .post(
+            &format!("/api/conversations/{cid}/ask-email"),
+            Some(&op),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let card = loop {
+        let m = v.next_of("message").await;
+        if m["body"] == "offer" {
+            break m;
+        }
+    };
+    assert_eq!(card["meta"]["form"], "email");
+    let (other, _) = srv
+        .named_operator("luis@tienda.example", "Luis", false)
+        .await;
+    let (status, _) = srv
+        .post(
+            &format!("/api/conversations/{cid}/ask-email"),
+            Some(&other),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 403, "only the responsible operator asks");
+    srv.stop().await;
+}
+both_backends!(
+    transcript,
+    the_transcript_is_offered_after_closing_and_emailed_on_request
+);
+
+async fn names_cannot_inject_headers_and_bad_links_get_a_clear_page(db: TestDb) {
+    let smtp = SmtpSink::start().await;
+    let srv = mail_server(&db, &smtp.url()).await;
+    let (admin, _) = srv
+        .named_operator("boss@tienda.example", "Boss", true)
+        .await;
+    srv.patch(
+        "/api/channels/1",
+        Some(&admin),
+        json!({"title": "Shop\r\nBcc: evil@attacker.example"}),
+    )
+    .await;
+    let (cid, _, op) = asked_and_left(
+        &srv,
+        "Eve\r\nBcc: evil@attacker.example\r\nX-Evil: 1",
+        "eve@example.com",
+    )
+    .await;
+    reply(&srv, &op, cid, "r1", "Hola").await;
+    srv.clock.advance(61_000);
+    fire(&srv);
+    let m = parse(&smtp.wait_for(1).await[0]);
+    let head = m.raw.split("\r\n\r\n").next().unwrap_or("").to_lowercase();
+    assert!(
+        !head.contains("\nbcc:") && !head.contains("\nx-evil:"),
+        "{head}"
+    );
+    assert!(!m.raw.contains("evil@attacker.example>") || !head.contains("bcc"));
+    assert_eq!(m.to, "eve@example.com");
+    // Tampered and expired continue links: a page that says so.
+    let link = continue_link(&m.text);
+    let code = link.split("code=").nth(1).expect("code").to_string();
+    let mut tampered = code.clone();
+    tampered.replace_range(0..1, if code.starts_with('9') { "8" } else { "9" });
+    let (status, page) = srv.get(&format!("/continue?code={tampered}"), None).await;
+    assert_eq!(status, 400);
+    assert!(page.as_str().unwrap_or("").contains("not valid"));
+    srv.clock.advance(8 * 24 * 3_600_000);
+    let (status, page) = srv.get(&format!("/continue?code={code}"), None).await;
+    assert_eq!(status, 410);
+    assert!(page.as_str().unwrap_or("").contains("expired"));
+    let mut ws = srv.ws("/ws/visitor").await;
+    ws.send(json!({"type": "hello", "continue_code": code}))
+        .await;
+    let err = ws.next_of("error").await;
+    assert_eq!(err["code"], "unauthorized");
+    srv.stop().await;
+}
+both_backends!(
+    injection_and_links,
+    names_cannot_inject_headers_and_bad_links_get_a_clear_page
+);

@@ -90,6 +90,36 @@ async function requestOnce(method, path, body, { auth = true } = {}) {
   return data;
 }
 
+/**
+ * Uploads a file (XB1): `POST /api/uploads?name=…` with the file as the body and the bearer
+ * token. Resolves with the server's description `{id, name, type, size, url}`; a refusal
+ * (type, size) is an `ApiError` with the server's message.
+ */
+async function upload(file) {
+  const headers = { accept: 'application/json', 'content-type': file.type || 'application/octet-stream' };
+  const token = getToken();
+  if (token) headers.authorization = `Bearer ${token}`;
+  let res;
+  try {
+    res = await fetch(`/api/uploads?name=${encodeURIComponent(file.name || 'file')}`, { method: 'POST', headers, body: file });
+  } catch (e) {
+    throw new ApiError(0, 'network', e.message || 'network error');
+  }
+  let data = null;
+  try {
+    data = await res.json();
+  } catch {
+    data = null;
+  }
+  if (!res.ok) {
+    const err = data && data.error ? data.error : {};
+    const error = new ApiError(res.status, err.code || `http_${res.status}`, err.message || res.statusText || `HTTP ${res.status}`);
+    if (res.status === 401) unauthorizedHandler(error);
+    throw error;
+  }
+  return data;
+}
+
 const enc = encodeURIComponent;
 
 function query(params) {
@@ -136,6 +166,16 @@ export const api = {
   linkContact: (id, contactId) => request('POST', `/api/conversations/${enc(id)}/contact`, { contact_id: contactId }),
   contacts: (q) => request('GET', `/api/contacts${query({ q })}`),
   contact: (id) => request('GET', `/api/contacts/${enc(id)}`),
+  updateContact: (id, change) => request('PATCH', `/api/contacts/${enc(id)}`, change),
+  mergeContact: (id, into) => request('POST', `/api/contacts/${enc(id)}/merge`, { into }),
+  exportContact: (id) => request('GET', `/api/contacts/${enc(id)}/export`),
+  eraseContact: (id) => request('DELETE', `/api/contacts/${enc(id)}`),
+  suggestions: () => request('GET', '/api/suggestions?status=pending'),
+  acceptSuggestion: (id) => request('POST', `/api/suggestions/${enc(id)}/accept`),
+  rejectSuggestion: (id) => request('POST', `/api/suggestions/${enc(id)}/reject`),
+  askEmail: (id, clientId) => request('POST', `/api/conversations/${enc(id)}/ask-email`, { client_id: clientId }),
+  emails: (id) => request('GET', `/api/conversations/${enc(id)}/emails`),
+  upload: (file) => upload(file),
   // The chat is created on first use and the same one answered after: safe to repeat.
   internal: (target) => request('POST', '/api/internal', target, { idempotent: true }),
 };

@@ -3,10 +3,11 @@
 // operator and conversation (XB3): saved through the websocket `draft` frame while typing
 // (debounced), on blur and when switching; restored on open; followed from my other consoles.
 
+import { api } from './api.js';
 import { state, on, isInternal, mayReply, authorName, applyDraft, operatorName } from './model.js';
 import { sendMessage } from './outbox.js';
 import { t } from './strings.js';
-import { el, icon, debounce, snippet, replaceChildren } from './util.js';
+import { el, icon, debounce, snippet, replaceChildren, newClientId } from './util.js';
 import { sendFrame } from './feed.js';
 
 const $ = (id) => document.getElementById(id);
@@ -127,6 +128,16 @@ export function initComposer({ message }) {
     setReplyTo(null);
     input.focus();
   });
+  // Files (XB1): the paperclip uploads, then sends a message that carries the file.
+  const attach = $('attach-button');
+  attach.append(icon('clip'));
+  attach.addEventListener('click', () => $('attach-input').click());
+  $('attach-input').addEventListener('change', (e) => {
+    const file = e.target.files && e.target.files[0];
+    if (file) uploadAndSend(file);
+  });
+  // The e-mail request card (EC3).
+  $('ask-email').addEventListener('click', askEmail);
   $('mention-list').addEventListener('mousedown', (e) => {
     const option = e.target.closest('[role=option]');
     if (!option) return;
@@ -141,6 +152,7 @@ export function initComposer({ message }) {
 /** Opens the composer on a conversation, with the draft this page knows for it. */
 export function composeFor(id) {
   if (compose.id !== id) leaveComposer();
+  setComposerError('');
   compose.id = id;
   compose.noteMode = false;
   compose.mentions.clear();
@@ -217,6 +229,7 @@ export function setReplyTo(seq) {
 function onInput() {
   const input = $('composer-input');
   if (compose.id === null || input.readOnly) return;
+  setComposerError('');
   const body = input.value;
   drafts.set(compose.id, { body, reply_to: compose.replyTo });
   applyDraft(compose.id, body, true);
@@ -280,6 +293,57 @@ function submit() {
   typingOff();
   renderReplyPreview();
   input.focus();
+}
+
+// ---------------------------------------------------------------------------------------
+// Files (XB1) and the e-mail request (EC3)
+
+function setComposerError(text) {
+  $('composer-error').textContent = text || '';
+}
+
+/**
+ * Uploads `file` (POST /api/uploads) and sends it in the open conversation as a message with
+ * an empty text (a note in note mode). A refusal shows the server's reason.
+ */
+async function uploadAndSend(file) {
+  const id = compose.id;
+  const c = state.convs.get(id);
+  const input = $('attach-input');
+  if (!c) return;
+  const note = compose.noteMode && !isInternal(c);
+  if (!note && !mayReply(c)) return;
+  setComposerError('');
+  const button = $('attach-button');
+  const status = $('upload-status');
+  status.textContent = t('uploading', { name: file.name });
+  button.disabled = true;
+  try {
+    const info = await api.upload(file);
+    sendMessage({ conversation_id: id, body: '', kind: note ? 'note' : 'text', attachment: info });
+  } catch (e) {
+    if (compose.id === id) setComposerError(t('upload_failed', { message: e.message }));
+  } finally {
+    status.textContent = '';
+    button.disabled = false;
+    input.value = '';
+  }
+}
+
+/** Asks the visitor for their e-mail: an `offer` card in the widget; the event shows in the history. */
+async function askEmail() {
+  const c = state.convs.get(compose.id);
+  if (!c || isInternal(c)) return;
+  const button = $('ask-email');
+  button.disabled = true;
+  setComposerError('');
+  try {
+    await api.askEmail(c.id, newClientId('ask'));
+  } catch (e) {
+    setComposerError(e.message);
+  } finally {
+    button.disabled = false;
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -393,6 +457,8 @@ export function renderComposer() {
   notice.hidden = !noticeText;
   writeNote.hidden = internal || canReply || compose.noteMode;
   send.disabled = readOnly;
+  $('attach-button').hidden = readOnly;
+  $('ask-email').hidden = internal || !canReply;
   send.textContent = compose.noteMode ? t('add_note') : t('send');
   input.placeholder = internal ? t('chat_placeholder') : compose.noteMode ? t('note_placeholder') : readOnly ? '' : t('composer_placeholder');
   renderReplyPreview();

@@ -10,7 +10,8 @@ import {
 } from './model.js';
 import { pendingFor, retry, claim } from './outbox.js';
 import { composeFor, restoreDraft, leaveComposer, setReplyTo, renderComposer } from './composer.js';
-import { renderDetails, loadTrail } from './details.js';
+import { renderDetails, loadTrail, reloadEmailsSoon } from './details.js';
+import { setAsFromMessage, canSetAs, hideSetAs } from './selection.js';
 import { openReassign } from './dialogs.js';
 import { toast, errorToast } from './notify.js';
 import { t } from './strings.js';
@@ -161,6 +162,16 @@ async function load(id, afterSeq) {
   markRead();
 }
 
+/** Loads the open conversation again from scratch (its texts were erased, XB6). */
+export function reloadOpen() {
+  if (view.id === null) return;
+  view.messages.clear();
+  view.nodes.clear();
+  $('messages').replaceChildren();
+  for (const item of pendingFor(view.id)) showPending(item);
+  load(view.id, 0);
+}
+
 /** Leaves the conversation (back to the list or the work area). */
 export function closeConversation() {
   leaveComposer();
@@ -203,6 +214,9 @@ export function handleMessage(m) {
     if (m.author?.kind === 'visitor') stopTyping(m.conversation_id, 'visitor');
     if (m.author?.kind === 'operator') stopTyping(m.conversation_id, `op:${m.author.name}`);
     if (m.kind === 'event' && m.body === 'assigned') loadTrail(view.id);
+    // An e-mail card answered, a transcript asked for, a close (which offers one): the
+    // e-mails section may have news (EC3, CF5).
+    if (m.kind === 'event' && ['form', 'offer', 'closed'].includes(m.body)) reloadEmailsSoon(view.id);
     markRead();
   }
 }
@@ -368,7 +382,13 @@ export function eventText(m) {
       return t('ev_assigned_to', { name: to.name });
     }
     case 'form':
+      if (meta.form === 'email' || meta.form === 'transcript') return t(`ev_form_${meta.form}`, { email: meta.fields?.email || '' });
       return t(`ev_form_${['name', 'prechat', 'offline'].includes(meta.form) ? meta.form : 'other'}`);
+    case 'offer':
+      // A card the widget shows: the e-mail request (EC3) or the transcript offer (CF5).
+      if (meta.form === 'email') return by ? t('ev_offer_email_by', { name: by }) : t('ev_offer_email');
+      if (meta.form === 'transcript') return t('ev_offer_transcript');
+      return t('ev_other', { name: m.body });
     default:
       return t('ev_other', { name: m.body });
   }
@@ -453,7 +473,8 @@ function bubble(m, c, { pendingItem = null } = {}) {
     m.kind === 'note' ? el('p', { class: 'note-label', text: t('note_label') }) : null,
     replyTo ? quoteNode(replyTo, c) : null,
     m.meta?.attachment ? attachmentNode(m.meta.attachment) : null,
-    m.body || !m.meta?.attachment ? el('p', { class: 'msg-body' }, highlight(m.body, state.terms)) : null,
+    m.body ? el('p', { class: 'msg-body' }, highlight(m.body, state.terms))
+      : !m.meta?.attachment && m.seq ? el('p', { class: 'msg-erased', text: t('message_erased') }) : null,
     st ? el('footer', { class: 'msg-foot' }, statusNode(st, pendingItem?.error, pendingItem?.client_id)) : null));
 }
 
@@ -494,7 +515,7 @@ function renderPending(item) {
     author: { kind: 'operator', id: state.me?.id, name: state.me?.name },
     body: item.body,
     created_at: item.created_at,
-    meta: item.reply_to ? { reply_to: item.reply_to } : undefined,
+    meta: item.reply_to || item.attachment ? { reply_to: item.reply_to || undefined, attachment: item.attachment || undefined } : undefined,
   };
   return bubble(m, c, { pendingItem: item });
 }
@@ -544,14 +565,20 @@ function onMessagesClick(e) {
       $('composer-input').focus();
     } else if (item.dataset.action === 'copy') {
       copyText(view.messages.get(seq)?.body || '');
+    } else if (item.dataset.action === 'set-as') {
+      const li = view.nodes.get(seq);
+      if (li) setAsFromMessage(li, li.querySelector('.msg-menu-button'));
     }
   }
 }
 
 function openMenu(button) {
+  hideSetAs();
+  const hasText = !!button.closest('li.msg')?.querySelector('.msg-body')?.textContent.trim();
   const menu = el('div', { class: 'msg-menu', attrs: { role: 'menu' } },
     el('button', { type: 'button', attrs: { role: 'menuitem' }, dataset: { action: 'reply' } }, icon('quote'), t('action_reply')),
-    el('button', { type: 'button', attrs: { role: 'menuitem' }, dataset: { action: 'copy' }, text: t('action_copy') }));
+    el('button', { type: 'button', attrs: { role: 'menuitem' }, dataset: { action: 'copy' }, text: t('action_copy') }),
+    hasText && canSetAs() ? el('button', { type: 'button', attrs: { role: 'menuitem' }, dataset: { action: 'set-as' }, text: t('action_set_as') }) : null);
   menu.addEventListener('keydown', (e) => {
     const items = [...menu.querySelectorAll('[role=menuitem]')];
     const i = items.indexOf(document.activeElement);

@@ -1,35 +1,30 @@
-// The details panel of the open conversation: the customer (save the visitor as a CRM
-// contact, OC16 first step, XB2), the conversation's facts, and the assignment audit trail
-// (XB12); for an internal chat, its members.
+// The details panel of the open conversation: the customer (crm.js: the card, or save and
+// link a visitor), the conversation's facts, the e-mails sent to the visitor (EC3, CF8) and
+// the assignment audit trail (XB12); for an internal chat, its members. Each section is
+// redrawn on its own, so a form being typed in one survives changes to another.
 
 import { api } from './api.js';
 import { state, channelOf, isInternal } from './model.js';
+import { renderCustomer } from './crm.js';
 import { t } from './strings.js';
 import { el, fullTime, timeEl, replaceChildren, debounce } from './util.js';
 
 const $ = (id) => document.getElementById(id);
 
-/** Customer cards (GET /api/contacts/{id}) by contact id, as last loaded. */
-const cards = new Map();
-let cardToken = 0;
-
-/** Loads the customer card of contact `contactId` and redraws the panel. */
-async function loadCard(contactId, c) {
-  const mine = ++cardToken;
-  try {
-    const card = await api.contact(contactId);
-    cards.set(contactId, card);
-    if (mine === cardToken && shownId === c.id) renderDetails(state.convs.get(c.id));
-  } catch {
-    // The name from the header is enough to go on with.
-  }
-}
+/** While an e-mail is pending, its state is fetched again this often (no frame says so). */
+const EMAILS_POLL_MS = 15_000;
 
 /** The audit trail of the conversation shown, as last loaded. */
 let trail = { id: null, entries: null };
-let shownId = null;
-let shownContact = null;
 let trailToken = 0;
+/** The e-mails of the conversation shown, as last loaded. */
+let emails = { id: null, list: null, error: null };
+let emailsToken = 0;
+let emailsTimer = null;
+
+/** The conversation the panel shows, and its sections. */
+let shownId = null;
+let boxes = null;
 
 export function initDetails() {
   $('act-details').addEventListener('click', () => {
@@ -48,148 +43,126 @@ export async function loadTrail(id) {
     const entries = await api.assignments(id);
     if (mine !== trailToken) return;
     trail = { id, entries };
-    renderDetails(state.convs.get(id));
+    if (shownId === id && boxes) renderTrail(boxes.trail, state.convs.get(id));
   } catch {
     // The panel keeps what it had; the next assignment event loads it again.
   }
 }
 
-/** The customer card (OC16, OC20): name, tags, identifiers, and their conversations. */
-function customerCard(c, card) {
-  const node = el('div', { class: 'customer-card' },
-    el('p', { class: 'contact-name' }, c.contact.name,
-      card?.vip ? el('span', { class: 'badge badge-vip', text: t('vip') }) : null,
-      card?.bad ? el('span', { class: 'badge badge-bad', text: t('bad') }) : null));
-  if (!card) return node;
-  const facts = [];
-  if (card.email) facts.push(fact(t('field_email'), card.email));
-  if (card.phone) facts.push(fact(t('field_phone'), card.phone));
-  if (facts.length) node.append(el('dl', { class: 'facts' }, facts));
-  const convs = card.conversations || [];
-  if (convs.length) {
-    node.append(el('p', { class: 'hint', text: t('customer_conversations', { count: convs.length }) }),
-      el('ul', { class: 'customer-convs' }, convs.map((x) => el('li', {},
-        el('a', { href: `#/c/${x.id}`, attrs: x.id === c.id ? { 'aria-current': 'true' } : {} },
-          t('customer_conversation', {
-            id: x.id,
-            channel: state.channels.get(x.channel)?.title || x.channel,
-            status: x.status === 'closed' ? t('status_closed') : t('status_open'),
-            messages: x.messages,
-          })),
-        ' ', timeEl(x.created_at)))));
+/** Loads what was e-mailed to the visitor of conversation `id` (GET …/emails). */
+export async function loadEmails(id) {
+  const c = state.convs.get(id);
+  if (c && isInternal(c)) return;
+  const mine = ++emailsToken;
+  clearTimeout(emailsTimer);
+  try {
+    const list = await api.emails(id);
+    if (mine !== emailsToken) return;
+    emails = { id, list, error: null };
+  } catch (e) {
+    if (mine !== emailsToken) return;
+    emails = { id, list: emails.id === id ? emails.list : null, error: e.message };
   }
-  return node;
+  if (shownId === id && boxes) renderEmails(boxes.emails, state.convs.get(id));
+  if (shownId === id && emails.list?.some((m) => m.status === 'pending')) {
+    emailsTimer = setTimeout(() => {
+      if (shownId === id) loadEmails(id);
+    }, EMAILS_POLL_MS);
+  }
 }
 
-/** Links the visitor to a customer already in the CRM (XB2), found by search. */
-function linkForm(c, typed) {
-  const input = el('input', { id: 'link-search', type: 'search', autocomplete: 'off', value: typed || '' });
-  const results = el('ul', { class: 'link-results', attrs: { 'aria-live': 'polite' } });
-  const error = el('p', { class: 'form-error', attrs: { role: 'alert' } });
-  const search = debounce(async () => {
-    const q = input.value.trim();
-    if (q.length < 2) {
-      results.replaceChildren();
-      return;
-    }
-    try {
-      const found = await api.contacts(q);
-      if (input.value.trim() !== q) return;
-      replaceChildren(results, found.length ? found.map((k) => el('li', {},
-        el('button', { type: 'button', class: 'small link-choice', dataset: { contactId: String(k.id) }, text: t('link_to', { name: k.name }) })))
-        : el('li', { class: 'hint', text: t('no_customers') }));
-    } catch (err) {
-      error.textContent = err.message;
-    }
-  }, 300);
-  input.addEventListener('input', search);
-  results.addEventListener('click', async (e) => {
-    const button = e.target.closest('.link-choice');
-    if (!button) return;
-    error.textContent = '';
-    try {
-      await api.linkContact(c.id, Number(button.dataset.contactId));
-      // The header's contact arrives live in a `conversation` frame.
-    } catch (err) {
-      error.textContent = err.message;
-    }
-  });
-  if (typed) search();
-  return el('div', { class: 'stack link-form' },
-    el('label', { htmlFor: 'link-search', text: t('link_customer') }),
-    input,
-    el('p', { class: 'hint', text: t('link_search') }),
-    results,
-    error);
-}
+/** The e-mails again a moment later (an e-mail card was answered, a transcript asked for). */
+export const reloadEmailsSoon = debounce((id) => {
+  if (shownId === id) loadEmails(id);
+}, 800);
 
 function fact(term, value) {
   return [el('dt', { text: term }), el('dd', {}, value)];
 }
 
-/** Redraws the panel for conversation `c`. Forms being typed in are kept. */
+function section(id, title) {
+  return el('section', { class: 'details-section', id: `${id}-section`, attrs: { 'aria-labelledby': `${id}-heading` } },
+    el('h3', { id: `${id}-heading`, text: title }));
+}
+
+/** Redraws the panel for conversation `c`. */
 export function renderDetails(c) {
   const body = $('details-body');
   if (!c) {
     body.replaceChildren();
     shownId = null;
+    boxes = null;
+    clearTimeout(emailsTimer);
     return;
   }
-  const sameConversation = shownId === c.id;
-  shownId = c.id;
   if (isInternal(c)) {
+    shownId = c.id;
+    boxes = null;
     replaceChildren(body,
       el('section', { class: 'details-section' },
         el('h3', { text: t('internal_chat') }),
         el('ul', { class: 'member-list' }, (c.members || []).map((m) => el('li', { text: m.name })))));
     return;
   }
-  // Keep a half-typed customer name across redraws of the same conversation.
-  const typed = sameConversation ? body.querySelector('#customer-name')?.value : '';
-  const ch = channelOf(c);
-  const customer = el('section', { class: 'details-section', attrs: { 'aria-labelledby': 'customer-heading' } },
-    el('h3', { id: 'customer-heading', text: t('customer') }));
-  if (c.contact) {
-    const card = cards.get(c.contact.id);
-    // Fresh on opening, and when this conversation's customer changes (linked, merged).
-    if (!card || !sameConversation || shownContact !== c.contact.id) loadCard(c.contact.id, c);
-    shownContact = c.contact.id;
-    customer.append(customerCard(c, card));
-  } else {
-    shownContact = null;
-    const input = el('input', { id: 'customer-name', name: 'name', required: true, maxLength: 200, autocomplete: 'off', value: typed || '' });
-    const error = el('p', { class: 'form-error', attrs: { role: 'alert' } });
-    const form = el('form', { class: 'stack customer-form', noValidate: true },
-      el('label', { htmlFor: 'customer-name', text: t('customer_name') }),
-      input,
-      error,
-      el('button', { type: 'submit', class: 'small primary', text: t('save_customer') }));
-    form.addEventListener('submit', async (e) => {
-      e.preventDefault();
-      const name = input.value.trim();
-      if (!name) {
-        input.focus();
-        return;
-      }
-      error.textContent = '';
-      try {
-        await api.saveContact(c.id, name);
-        // The header's new contact arrives live in a `conversation` frame.
-      } catch (err) {
-        error.textContent = err.message;
-      }
-    });
-    customer.append(form, linkForm(c, sameConversation ? body.querySelector('#link-search')?.value : ''));
+  if (shownId !== c.id || !boxes) {
+    shownId = c.id;
+    boxes = {
+      customer: el('section', { class: 'details-section customer-section', attrs: { 'aria-labelledby': 'customer-heading' } }),
+      facts: section('facts', t('conversation_info')),
+      emails: section('emails', t('emails')),
+      trail: section('trail', t('assignment_trail')),
+    };
+    replaceChildren(body, boxes.customer, boxes.facts, boxes.emails, boxes.trail);
+    if (emails.id !== c.id) emails = { id: c.id, list: null, error: null };
+    loadEmails(c.id);
   }
-  const facts = el('section', { class: 'details-section' },
-    el('h3', { text: t('conversation_info') }),
+  renderCustomer(boxes.customer, c);
+  renderFacts(boxes.facts, c);
+  renderEmails(boxes.emails, c);
+  renderTrail(boxes.trail, c);
+}
+
+function renderFacts(box, c) {
+  const ch = channelOf(c);
+  replaceChildren(box,
+    el('h3', { id: 'facts-heading', text: t('conversation_info') }),
     el('dl', { class: 'facts' },
       fact(t('number_label'), t('number', { number: c.number ?? c.id })),
       fact(t('channel'), ch.title),
       fact(t('status'), c.status === 'closed' ? t('status_closed') : t('status_open')),
       fact(t('started'), fullTime(c.created_at))));
+}
+
+/** The e-mails to the visitor (CF8, CF5, EC3): subject, state with the last error, time. */
+function renderEmails(box, c) {
+  const list = emails.id === c.id ? emails.list : null;
+  const refresh = el('button', { type: 'button', class: 'small ghost emails-refresh', text: t('emails_refresh') });
+  refresh.addEventListener('click', () => loadEmails(c.id));
+  let content;
+  if (list === null) content = el('p', { class: 'hint', text: emails.error ? t('error_prefix', { message: emails.error }) : t('loading') });
+  else if (!list.length) content = el('p', { class: 'hint', text: t('emails_empty') });
+  else {
+    content = el('ul', { class: 'email-list' }, list.map((m) => el('li', { class: `email email-${m.status}`, dataset: { emailId: String(m.id), status: m.status } },
+      el('p', { class: 'email-subject', text: m.subject }),
+      el('p', { class: 'email-meta' },
+        el('span', { class: `badge email-status status-${m.status}`, text: t(`email_status_${m.status}`) === `email_status_${m.status}` ? m.status : t(`email_status_${m.status}`) }),
+        ' ',
+        el('span', { class: 'email-to', text: t('email_to', { address: m.to_address }) }),
+        ' ',
+        timeEl(m.sent_at || m.created_at)),
+      m.last_error && m.status !== 'sent' ? el('p', { class: 'email-error', text: t('email_error', { message: m.last_error }) }) : null)));
+  }
+  const focused = box.contains(document.activeElement) && document.activeElement.classList.contains('emails-refresh');
+  replaceChildren(box,
+    el('div', { class: 'section-head' }, el('h3', { id: 'emails-heading', text: t('emails') }), refresh),
+    content,
+    emails.error && list !== null ? el('p', { class: 'form-error', text: emails.error }) : null);
+  if (focused) refresh.focus();
+}
+
+function renderTrail(box, c) {
   const entries = trail.id === c.id ? trail.entries : null;
-  const history = el('section', { class: 'details-section', attrs: { 'aria-labelledby': 'trail-heading' } },
+  replaceChildren(box,
     el('h3', { id: 'trail-heading', text: t('assignment_trail') }),
     el('p', { class: 'trail-owner', text: c.assignee ? t('responsible', { name: c.assignee.name }) : t('nobody_responsible') }),
     entries === null ? el('p', { class: 'hint', text: t('loading') })
@@ -199,7 +172,4 @@ export function renderDetails(c) {
           el('span', { class: 'trail-by', text: e.by ? t('trail_by', { name: e.by.name }) : t('trail_by_system', { reason: e.reason || '' }) }),
           e.by && e.reason ? el('span', { class: 'trail-reason', text: e.reason }) : null,
           timeEl(e.at)))));
-  const focused = document.activeElement && body.contains(document.activeElement) ? document.activeElement.id : null;
-  replaceChildren(body, customer, facts, history);
-  if (focused && $(focused)) $(focused).focus();
 }

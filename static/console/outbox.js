@@ -19,6 +19,7 @@ function frameOf(item) {
   if (item.kind === 'note') frame.kind = 'note';
   if (item.reply_to) frame.reply_to = item.reply_to;
   if (item.mentions?.length) frame.mentions = item.mentions;
+  if (item.attachment) frame.attachment = item.attachment.id;
   return frame;
 }
 
@@ -28,8 +29,8 @@ function transmit(item) {
   sendFrame(frameOf(item));
 }
 
-/** Queues and sends a message; returns the outbox item. */
-export function sendMessage({ conversation_id, body, kind = 'text', reply_to = null, mentions = [] }) {
+/** Queues and sends a message (text, note, or a file with an optional text); returns the outbox item. */
+export function sendMessage({ conversation_id, body, kind = 'text', reply_to = null, mentions = [], attachment = null }) {
   const item = {
     client_id: newClientId('o'),
     conversation_id,
@@ -37,6 +38,8 @@ export function sendMessage({ conversation_id, body, kind = 'text', reply_to = n
     kind,
     reply_to,
     mentions,
+    /** An uploaded file (XB1): `{id, name, type, size}` as POST /api/uploads answered. */
+    attachment,
     state: 'queued',
     error: null,
     retries: 0,
@@ -74,6 +77,7 @@ function committed(item, seq, createdAt) {
   const meta = {};
   if (item.reply_to) meta.reply_to = item.reply_to;
   if (item.mentions?.length) meta.mentions = item.mentions;
+  if (item.attachment) meta.attachment = { id: item.attachment.id, name: item.attachment.name, type: item.attachment.type, size: item.attachment.size };
   return {
     conversation_id: item.conversation_id,
     seq,

@@ -56,6 +56,8 @@ const ICONS = {
   back: ['M15 5l-7 7 7 7'],
   dots: ['M5 12h.01M12 12h.01M19 12h.01'],
   quote: ['M9 14l-4-4 4-4', 'M5 10h9a5 5 0 0 1 5 5v4'],
+  clip: ['M20.5 11.2l-8.3 8.3a5.3 5.3 0 0 1-7.5-7.5l8.6-8.6a3.6 3.6 0 0 1 5.1 5.1l-8.6 8.6a1.8 1.8 0 0 1-2.6-2.6l7.9-7.9'],
+  merge: ['M6 4v5a5 5 0 0 0 5 5h7', 'M15 11l3 3-3 3', 'M6 20v-3'],
 };
 
 /** An inline SVG icon, hidden from assistive technology (the caller labels it). */

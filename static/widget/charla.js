@@ -63,6 +63,32 @@
     if (el.getAttribute('data-channel') === CHANNEL) return;
   }
 
+  /**
+   * The code of a "continue the conversation" link from an e-mail (CF8, XB10), if the page
+   * was opened by one: the server's `/continue` page passes it as `data-continue`, a
+   * customer's site (the channel's `site_url`) gets it in the address as
+   * `#charla-continue=<code>`, which is taken out of the address bar at once so it is not
+   * bookmarked or shared.
+   */
+  function continueFromHash() {
+    const hash = location.hash || '';
+    const m = /(?:^#|&)charla-continue=([^&]*)/.exec(hash);
+    if (!m) return null;
+    let code = m[1];
+    try {
+      code = decodeURIComponent(code);
+    } catch {}
+    const rest = hash
+      .slice(1)
+      .split('&')
+      .filter((part) => !part.startsWith('charla-continue='))
+      .join('&');
+    try {
+      history.replaceState(history.state, '', location.pathname + location.search + (rest ? `#${rest}` : ''));
+    } catch {}
+    return code.trim() || null;
+  }
+
   /** Reconnection delays in ms: 1 s, 2 s, 5 s, then every 10 s. */
   const BACKOFF_MS = [1000, 2000, 5000, 10000];
   /** Keep-alive: a JSON ping this often while connected... */
@@ -137,6 +163,20 @@
       networkError: 'the connection failed',
       file: 'File',
       poweredBy: 'Chat by Charla',
+      // Replies (OC10)
+      reply: 'Reply',
+      replyTo: (name) => `Reply to ${name}`,
+      replyingTo: (name) => `Replying to ${name}`,
+      cancelReply: 'Cancel reply',
+      previousMessage: 'a previous message',
+      // Offers in the conversation (CF5, EC3)
+      transcriptOffer: 'Send a copy of this conversation to your e-mail?',
+      emailOffer: 'Leave your e-mail so we can answer you by e-mail.',
+      noThanks: 'No thanks',
+      transcriptDone: (email) => (email ? `We will e-mail you a copy at ${email}.` : 'We will e-mail you a copy.'),
+      emailDone: (email) => (email ? `Thanks, we will write to you at ${email}.` : 'Thanks, we will write to you.'),
+      // Continue links (CF8)
+      continueFailed: (why) => `This conversation link cannot be used: ${why}`,
     },
     es: {
       open: 'Abrir el chat',
@@ -190,6 +230,17 @@
       networkError: 'fall\u00f3 la conexi\u00f3n',
       file: 'Archivo',
       poweredBy: 'Chat de Charla',
+      reply: 'Responder',
+      replyTo: (name) => `Responder a ${name}`,
+      replyingTo: (name) => `Respondiendo a ${name}`,
+      cancelReply: 'Cancelar la respuesta',
+      previousMessage: 'un mensaje anterior',
+      transcriptOffer: '\u00bfQuiere recibir una copia de esta conversaci\u00f3n en su e-mail?',
+      emailOffer: 'D\u00e9jenos su e-mail para que podamos responderle por e-mail.',
+      noThanks: 'No, gracias',
+      transcriptDone: (email) => (email ? `Le enviaremos una copia a ${email}.` : 'Le enviaremos una copia.'),
+      emailDone: (email) => (email ? `Gracias, le escribiremos a ${email}.` : 'Gracias, le escribiremos.'),
+      continueFailed: (why) => `No se puede usar este enlace de la conversaci\u00f3n: ${why}`,
     },
   };
 
@@ -360,6 +411,12 @@
     fatal: null,
     /** The last attempt to read the settings failed (a retry is scheduled). */
     configFailed: false,
+    /** A continue code (CF8) the next `hello` presents instead of the stored token. */
+    continueCode: null,
+    /** Offer cards answered or dismissed here, by `<conversation>:<seq>` (CF5, EC3). */
+    offers: store.get('offers', {}),
+    /** The message the composer replies to: `{seq}` (OC10), or null. */
+    replyTo: null,
   };
 
   // The history cache goes with the seq it reaches: both or neither.
@@ -370,6 +427,7 @@
       for (const m of cached) if (m && typeof m.seq === 'number' && m.seq <= seq) state.history.set(m.seq, m);
     }
     if (typeof state.forms !== 'object' || state.forms === null) state.forms = {};
+    if (typeof state.offers !== 'object' || state.offers === null) state.offers = {};
   }
 
   // A token issued for one signed user (or for an anonymous visitor) is not reused for
@@ -433,6 +491,10 @@
     store.set('forms', state.forms);
   }
 
+  function saveOffers() {
+    store.set('offers', state.offers);
+  }
+
   /** Drops the visitor's identity and conversation (a refused or replaced token). */
   function forgetVisitor() {
     state.token = null;
@@ -443,15 +505,30 @@
     state.operatorRead = 0;
     state.visitorRead = 0;
     state.forms = {};
+    state.offers = {};
     clearTimeout(saveTimer);
     saveTimer = null;
-    for (const k of ['token', 'conversation', 'number', 'history', 'seq', 'forms', 'user']) store.remove(k);
-    if (view) view.resetConversation();
+    for (const k of ['token', 'conversation', 'number', 'history', 'seq', 'forms', 'offers', 'user', 'continued']) store.remove(k);
+    if (view) {
+      cancelReply();
+      view.resetConversation();
+    }
   }
 
-  /** Whether the visitor told us a name (any form), or the site did. */
+  /** Whether the visitor told us a name (any form, here or in the conversation's history),
+   *  or the site did. */
   function hasName() {
-    return Boolean(state.forms.named || (IDENTITY && IDENTITY.name));
+    if (state.forms.named || (IDENTITY && IDENTITY.name)) return true;
+    for (const m of state.history.values()) {
+      if (m.kind === 'event' && m.body === 'form' && m.author && m.author.kind === 'visitor' && m.meta && m.meta.fields && m.meta.fields.name) return true;
+    }
+    return false;
+  }
+
+  /** The conversation id a continue code names (its first part). */
+  function continueConversation(code) {
+    const id = Number(String(code).split('.')[0]);
+    return Number.isSafeInteger(id) && id > 0 ? id : null;
   }
 
   // =====================================================================================
@@ -531,6 +608,10 @@
       if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
         e.preventDefault();
         sendFromComposer();
+      } else if (e.key === 'Escape' && state.replyTo) {
+        // Escape drops the quote first; a second one closes the panel.
+        e.stopPropagation();
+        cancelReply();
       }
     });
     v.input.addEventListener('input', () => {
@@ -543,6 +624,20 @@
       icon('send'),
     );
     v.composer = h('div', { class: 'composer' }, v.fileInput, v.attach, v.input, v.send);
+    // OC10: the message being answered, above the composer, until sent or cancelled.
+    v.replyAuthor = h('span', { class: 'reply-author' });
+    v.replyText = h('span', { class: 'reply-text' });
+    v.replyCancel = h(
+      'button',
+      { class: 'icon-button reply-cancel', attrs: { type: 'button', 'aria-label': t.cancelReply, title: t.cancelReply }, on: { click: () => cancelReply(true) } },
+      icon('close'),
+    );
+    v.replyBar = h(
+      'div',
+      { class: 'reply-bar', attrs: { hidden: true } },
+      h('div', { class: 'reply-quote' }, v.replyAuthor, v.replyText),
+      v.replyCancel,
+    );
     v.powered = h('div', { class: 'powered', text: t.poweredBy });
 
     v.panel = h(
@@ -553,6 +648,7 @@
       v.queue,
       v.scroll,
       v.alert,
+      v.replyBar,
       v.composer,
       v.powered,
     );
@@ -569,11 +665,19 @@
     v.bySeq = new Map();
     v.byClient = new Map();
     v.uploads = new Map();
+    /** Offer cards (CF5, EC3): their li by the offer's seq. */
+    v.offers = new Map();
+
+    /** Removes every committed item shown (pending ones stay). */
+    v.clearCommitted = () => {
+      for (const el of v.bySeq.values()) el.remove();
+      v.bySeq.clear();
+      v.offers.clear();
+    };
 
     /** Forgets the shown conversation; pending messages stay (they go to the next one). */
     v.resetConversation = () => {
-      for (const el of v.bySeq.values()) el.remove();
-      v.bySeq.clear();
+      v.clearCommitted();
       renderHeader();
     };
 
@@ -593,10 +697,14 @@
     v.attach.setAttribute('title', t.attach);
     v.send.setAttribute('aria-label', t.send);
     v.send.setAttribute('title', t.send);
+    v.replyCancel.setAttribute('aria-label', t.cancelReply);
+    v.replyCancel.setAttribute('title', t.cancelReply);
     v.powered.textContent = t.poweredBy;
     renderComposerState();
     renderHeader();
     renderGreeting();
+    rerenderCommitted();
+    renderReplyBar();
   }
 
   function renderHeader() {
@@ -635,6 +743,7 @@
     view.input.setAttribute('aria-label', ph);
     const gated = Boolean(view.forms.querySelector('.card.prechat')) || Boolean(state.fatal);
     view.composer.hidden = gated;
+    view.replyBar.hidden = gated || !state.replyTo;
   }
 
   /** The connection line under the header: nothing when all is well. */
@@ -686,7 +795,9 @@
   function updateBadge() {
     let unread = 0;
     for (const m of state.history.values()) {
-      if (m.kind === 'text' && m.author && m.author.kind === 'operator' && m.seq > state.visitorRead) unread++;
+      if (m.seq <= state.visitorRead) continue;
+      if (m.kind === 'text' && m.author && m.author.kind === 'operator') unread++;
+      else if (isOffer(m) && offerStatus(m).state === 'open') unread++;
     }
     const show = !state.open && unread > 0;
     view.badge.hidden = !show;
@@ -706,6 +817,8 @@
       case 'assigned':
         return meta.to && meta.to.name ? t.joined(meta.to.name) : null;
       case 'form': {
+        // The answer to an offer shows in the offer's card instead.
+        if (OFFER_FORMS.includes(meta.form)) return null;
         const f = meta.fields || {};
         const parts = [f.name, f.email, f.phone].filter(Boolean).join(' \u00b7 ');
         return parts ? t.formEvent(parts) : null;
@@ -734,12 +847,54 @@
     );
   }
 
+  /** Who wrote `m`, as the visitor sees it. */
+  function authorName(m) {
+    if (m.author && m.author.kind === 'visitor') return t.you;
+    return (m.author && m.author.name) || (state.config && state.config.title) || '';
+  }
+
+  /** A message reduced to one short line of text, for quotes (OC10). */
+  function snippet(m) {
+    const text = (m.body || '').replace(/\s+/g, ' ').trim();
+    if (text) return text.length > 140 ? `${text.slice(0, 139)}\u2026` : text;
+    const att = m.meta && m.meta.attachment;
+    return att && att.name ? att.name : '';
+  }
+
+  /** The quoted message above a reply: found in the history by seq, as text. */
+  function quoteNode(seq) {
+    const q = state.history.get(seq);
+    const found = q && q.kind === 'text';
+    return h(
+      'div',
+      { class: 'quote', attrs: { 'data-quoted-seq': String(seq) } },
+      found ? h('span', { class: 'quote-author', text: authorName(q) }) : null,
+      h('span', { class: 'quote-text', text: found ? snippet(q) : t.previousMessage }),
+    );
+  }
+
+  /** The "Reply" action of a committed message (OC10). */
+  function addReplyAction(li, m) {
+    const meta = li.querySelector('.meta');
+    if (!meta || meta.querySelector('.reply-action')) return;
+    const name = authorName(m);
+    meta.appendChild(
+      h('button', {
+        class: 'reply-action',
+        attrs: { type: 'button', 'aria-label': t.replyTo(name), title: t.replyTo(name) },
+        text: t.reply,
+        on: { click: () => startReply(m.seq) },
+      }),
+    );
+  }
+
   /** A text message (committed, or pending with a client_id) as an <li>. */
   function messageItem(m, { pending = false } = {}) {
     const mine = m.author && m.author.kind === 'visitor';
     const li = h('li', { class: `item ${mine ? 'visitor' : 'operator'}` });
-    if (!mine) li.appendChild(h('div', { class: 'author', text: (m.author && m.author.name) || (state.config && state.config.title) || '' }));
+    if (!mine) li.appendChild(h('div', { class: 'author', text: authorName(m) }));
     const bubble = h('div', { class: 'bubble' });
+    if (m.meta && typeof m.meta.reply_to === 'number') bubble.appendChild(quoteNode(m.meta.reply_to));
     const att = m.meta && m.meta.attachment;
     if (att) bubble.appendChild(attachmentNode(att));
     if (m.body) bubble.appendChild(h('div', { class: 'text' }, linkified(m.body)));
@@ -752,6 +907,7 @@
     if (typeof m.seq === 'number') li.setAttribute('data-seq', String(m.seq));
     if (m.author) li.setAttribute('data-author', m.author.kind);
     setItemState(li, pending ? 'pending' : 'sent');
+    if (!pending && typeof m.seq === 'number') addReplyAction(li, m);
     return li;
   }
 
@@ -765,6 +921,7 @@
   }
 
   function eventItem(m) {
+    if (isOffer(m)) return offerItem(m);
     const text = eventText(m);
     const li = h('li', { class: 'item event' }, h('div', { class: 'event-text', text: text || '' }));
     li.setAttribute('data-seq', String(m.seq));
@@ -799,6 +956,7 @@
       view.byClient.delete(m.client_id);
       li.setAttribute('data-seq', String(m.seq));
       setItemState(li, 'sent');
+      addReplyAction(li, m);
     } else if (m.kind === 'text') {
       li = messageItem(m);
     } else if (m.kind === 'event') {
@@ -809,13 +967,45 @@
     view.bySeq.set(m.seq, li);
     placeBySeq(li, m.seq);
     renderSeen();
+    // A new answer (or a newer offer) changes how the offers before it look.
+    if (m.kind === 'event' && (m.body === 'form' || m.body === 'offer')) refreshOffers();
     if (stick || (m.author && m.author.kind === 'visitor')) scrollToBottom();
+  }
+
+  /** Builds every committed item again (the language changed). */
+  let itemsLang = lang;
+  function rerenderCommitted() {
+    if (itemsLang === lang) return;
+    itemsLang = lang;
+    view.offers.clear();
+    for (const [seq, old] of Array.from(view.bySeq)) {
+      const m = state.history.get(seq);
+      if (!m) continue;
+      const typed = old.querySelector('.offer-card input');
+      const li = m.kind === 'text' ? messageItem(m) : eventItem(m);
+      const input = li.querySelector('.offer-card input');
+      if (typed && input) input.value = typed.value;
+      old.replaceWith(li);
+      view.bySeq.set(seq, li);
+    }
+    for (const li of view.byClient.values()) {
+      const label = li.getAttribute('data-state');
+      if (label === 'pending') setItemState(li, 'pending');
+    }
+    renderSeen();
+  }
+
+  function pendingMeta(entry) {
+    const meta = {};
+    if (entry.attachment) meta.attachment = entry.attachment;
+    if (typeof entry.reply_to === 'number') meta.reply_to = entry.reply_to;
+    return Object.keys(meta).length ? meta : undefined;
   }
 
   function showPending(entry) {
     if (view.byClient.has(entry.client_id)) return;
     const li = messageItem(
-      { author: { kind: 'visitor' }, body: entry.body, client_id: entry.client_id, created_at: entry.created_at, meta: entry.attachment ? { attachment: entry.attachment } : undefined },
+      { author: { kind: 'visitor' }, body: entry.body, client_id: entry.client_id, created_at: entry.created_at, meta: pendingMeta(entry) },
       { pending: true },
     );
     view.byClient.set(entry.client_id, li);
@@ -839,6 +1029,161 @@
     }
     for (const old of view.messages.querySelectorAll('.seen')) if (old.parentElement.parentElement !== best) old.remove();
     if (best && !best.querySelector('.seen')) best.querySelector('.meta').appendChild(h('span', { class: 'seen', text: t.seen }));
+  }
+
+  // ---- Offers: "a copy by e-mail?" after closing (CF5), "your e-mail?" (EC3) ---------------
+
+  const OFFER_FORMS = ['transcript', 'email'];
+
+  function isOffer(m) {
+    return m.kind === 'event' && m.body === 'offer' && Boolean(m.meta) && OFFER_FORMS.includes(m.meta.form);
+  }
+
+  function offerKey(seq) {
+    return `${state.conversationId}:${seq}`;
+  }
+
+  /**
+   * Where the offer `m` stands: `answered` (a `form` event of its kind follows it before
+   * any newer offer of that kind, or it was answered here), `pending` (sent, no ack yet),
+   * `dismissed` (No thanks, here), `stale` (a newer offer of the same kind replaced it),
+   * or `open`. `email` is the address given, when answered.
+   */
+  function offerStatus(m) {
+    const form = m.meta.form;
+    const later = Array.from(state.history.values())
+      .filter((o) => o.seq > m.seq && o.kind === 'event' && o.meta && o.meta.form === form && (o.body === 'form' || o.body === 'offer'))
+      .sort((a, b) => a.seq - b.seq);
+    const next = later[0];
+    if (next && next.body === 'form') return { state: 'answered', email: (next.meta.fields && next.meta.fields.email) || null };
+    const local = state.offers[offerKey(m.seq)];
+    if (local && typeof local === 'object' && local.done) return { state: 'answered', email: local.email || null };
+    const pending = outbox.list().some((e) => e.kind === 'form' && e.offer === m.seq && e.conversation === state.conversationId);
+    if (pending) return { state: 'pending' };
+    if (local === 'dismissed') return { state: 'dismissed' };
+    if (next) return { state: 'stale' };
+    return { state: 'open' };
+  }
+
+  /** An e-mail address this browser already gave, to fill the offer's field in. */
+  function knownEmail() {
+    if (state.forms.email) return state.forms.email;
+    if (IDENTITY && IDENTITY.email) return IDENTITY.email;
+    let best = null;
+    for (const m of state.history.values()) {
+      const f = m.kind === 'event' && m.body === 'form' && m.meta && m.meta.fields;
+      if (f && f.email && (!best || m.seq > best.seq)) best = { seq: m.seq, email: f.email };
+    }
+    return best ? best.email : '';
+  }
+
+  function offerItem(m) {
+    const li = h('li', { class: 'item offer' });
+    li.setAttribute('data-seq', String(m.seq));
+    li.setAttribute('data-event', 'offer');
+    li.setAttribute('data-offer', m.meta.form);
+    view.offers.set(m.seq, li);
+    renderOffer(li, m);
+    return li;
+  }
+
+  /** Draws the offer's card for its current state; a card being filled in is left alone. */
+  function renderOffer(li, m, { error = null } = {}) {
+    const status = offerStatus(m);
+    const form = m.meta.form;
+    if (li.getAttribute('data-status') === status.state && error === null) return;
+    const old = li.querySelector('input');
+    const typed = old ? old.value : null;
+    li.textContent = '';
+    li.setAttribute('data-status', status.state);
+    li.hidden = status.state === 'dismissed' || status.state === 'stale';
+    if (li.hidden) return;
+    if (status.state === 'answered') {
+      const text = form === 'transcript' ? t.transcriptDone(status.email) : t.emailDone(status.email);
+      li.appendChild(h('div', { class: 'card offer-card done', attrs: { role: 'status', 'data-form': form } }, h('p', { class: 'card-text', text })));
+      return;
+    }
+    const id = randomId('o-');
+    const input = h('input', { attrs: { id, name: 'email', type: 'email', autocomplete: 'email', required: true, 'aria-required': 'true' } });
+    input.value = typed !== null ? typed : knownEmail();
+    const errorLine = h('p', { class: 'form-error', attrs: { role: 'alert', hidden: error === null } }, error || '');
+    const sending = status.state === 'pending';
+    const submit = h('button', { class: 'primary', attrs: { type: 'submit', disabled: sending }, text: t.submit });
+    const dismiss = h('button', {
+      class: 'secondary',
+      attrs: { type: 'button', disabled: sending },
+      text: t.noThanks,
+      on: {
+        click: () => {
+          state.offers[offerKey(m.seq)] = 'dismissed';
+          saveOffers();
+          renderOffer(li, m);
+          updateBadge();
+        },
+      },
+    });
+    const card = h(
+      'form',
+      { class: `card offer-card ${form}`, attrs: { novalidate: true, 'data-form': form } },
+      h('p', { class: 'card-text', text: form === 'transcript' ? t.transcriptOffer : t.emailOffer }),
+      h('div', { class: 'field field-email' }, h('label', { attrs: { for: id } }, t.email, ' *'), input),
+      errorLine,
+      h('div', { class: 'actions' }, submit, dismiss),
+    );
+    card.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const email = input.value.trim();
+      if (!email) {
+        input.setAttribute('aria-invalid', 'true');
+        errorLine.textContent = t.required(t.email);
+        errorLine.hidden = false;
+        input.focus();
+        return;
+      }
+      input.removeAttribute('aria-invalid');
+      enqueue({ kind: 'form', client_id: randomId('f-'), form, fields: { email }, offer: m.seq, conversation: state.conversationId });
+      renderOffer(li, m);
+    });
+    li.appendChild(card);
+  }
+
+  function refreshOffers() {
+    for (const [seq, li] of view.offers) {
+      const m = state.history.get(seq);
+      if (m) renderOffer(li, m);
+    }
+    updateBadge();
+  }
+
+  // ---- Replying to a message (OC10) -----------------------------------------------------
+
+  function startReply(seq) {
+    if (!state.history.has(seq)) return;
+    state.replyTo = { seq };
+    renderReplyBar();
+    try {
+      view.input.focus({ preventScroll: true });
+    } catch {}
+  }
+
+  function cancelReply(focus = false) {
+    state.replyTo = null;
+    if (!view) return;
+    renderReplyBar();
+    if (focus) {
+      try {
+        view.input.focus({ preventScroll: true });
+      } catch {}
+    }
+  }
+
+  function renderReplyBar() {
+    const r = state.replyTo;
+    const m = r && state.history.get(r.seq);
+    if (r && !m) state.replyTo = null;
+    view.replyAuthor.textContent = m ? t.replyingTo(authorName(m)) : '';
+    view.replyText.textContent = m ? snippet(m) : '';
+    view.replyBar.hidden = !m || view.composer.hidden;
   }
 
   // ---- Operator typing ------------------------------------------------------------------
@@ -1067,14 +1412,29 @@
 
     hello() {
       const frame = { type: 'hello', v: 1, channel: CHANNEL };
-      if (state.token) {
+      const code = state.continueCode;
+      if (code) {
+        // A continue link (CF8): the code names the visitor and the conversation; the
+        // server answers with a new token. What we hold is kept only if it is that
+        // conversation.
+        frame.continue_code = code;
+        frame.last_seq = state.conversationId === continueConversation(code) ? lastSeq() : 0;
+      } else if (state.token) {
         frame.token = state.token;
         if (state.conversationId) frame.conversation_id = state.conversationId;
         frame.last_seq = lastSeq();
       }
       if (IDENTITY) frame.identity = IDENTITY;
-      this.helloSent = { token: Boolean(frame.token), conversation: Boolean(frame.conversation_id) };
+      this.helloSent = { token: Boolean(frame.token), conversation: Boolean(frame.conversation_id), continueCode: code || null };
       this.send(frame);
+    },
+
+    /** Drops the socket and connects again at once (a continue link arrived). */
+    restart() {
+      if (this.ws) this.dropped();
+      this.attempts = 0;
+      this.wanted = true;
+      this.now();
     },
 
     /** Any frame proves the socket alive; a JSON ping checks it now and then. */
@@ -1126,10 +1486,22 @@
   }
 
   function onWelcome(f) {
+    const continued = socket.helloSent && socket.helloSent.continueCode;
     socket.greeted = true;
     socket.helloSent = null;
     socket.attempts = 0;
-    if (f.visitor_token) {
+    if (continued) {
+      // The link's visitor and conversation, under a new token for this browser.
+      if (state.continueCode === continued) state.continueCode = null;
+      const c = f.conversation && f.conversation.id;
+      if (state.conversationId !== c) forgetVisitor();
+      if (f.visitor_token) {
+        state.token = f.visitor_token;
+        store.set('token', state.token);
+        store.set('user', IDENTITY ? IDENTITY.user_id : null);
+      }
+      store.set('continued', continued);
+    } else if (f.visitor_token) {
       // A new visitor: whatever we held belonged to someone else.
       if (state.token) forgetVisitor();
       state.token = f.visitor_token;
@@ -1152,8 +1524,8 @@
     if (!c || typeof c.id !== 'number') return;
     if (state.conversationId && state.conversationId !== c.id) {
       // Another conversation than the one we cached (the server chose): start the cache over.
-      for (const el of view.bySeq.values()) el.remove();
-      view.bySeq.clear();
+      view.clearCommitted();
+      cancelReply();
       state.history.clear();
       saveHistory();
     }
@@ -1179,6 +1551,7 @@
     renderComposerState();
     renderSeen();
     updateBadge();
+    afterConfig();
   }
 
   function onMessage(m) {
@@ -1222,7 +1595,8 @@
       formAccepted(entry);
     } else {
       m = { seq: a.seq, kind: 'text', author: { kind: 'visitor' }, body: entry.body, client_id: entry.client_id, created_at: entry.created_at || now };
-      if (entry.attachment) m.meta = { attachment: entry.attachment };
+      const meta = pendingMeta(entry);
+      if (meta) m.meta = meta;
     }
     if (!state.history.has(a.seq)) {
       state.history.set(a.seq, m);
@@ -1242,6 +1616,13 @@
     if (!socket.greeted && socket.helloSent) {
       const sent = socket.helloSent;
       socket.helloSent = null;
+      if (sent.continueCode && !e.retryable) {
+        // An expired or broken link: say so, then start as usual (the stored token).
+        if (state.continueCode === sent.continueCode) state.continueCode = null;
+        showAlert(t.continueFailed(e.message || e.code));
+        afterConfig(); // the forms a visitor without that conversation gets
+        return socket.hello();
+      }
       if (e.code === 'unauthorized' && sent.token) {
         forgetVisitor(); // an unknown (or erased) token: start anew
         return socket.hello();
@@ -1314,6 +1695,7 @@
     }
     const frame = { type: 'message', client_id: entry.client_id, body: entry.body };
     if (entry.attachment) frame.attachment = entry.attachment.id;
+    if (typeof entry.reply_to === 'number') frame.reply_to = entry.reply_to;
     return socket.send(frame);
   }
 
@@ -1337,7 +1719,12 @@
     view.input.value = '';
     autoGrow();
     stopTyping();
-    enqueue({ kind: 'message', client_id: randomId('w-'), body, created_at: Date.now() });
+    const entry = { kind: 'message', client_id: randomId('w-'), body, created_at: Date.now() };
+    if (state.replyTo) {
+      entry.reply_to = state.replyTo.seq;
+      cancelReply();
+    }
+    enqueue(entry);
   }
 
   function noteTyping() {
@@ -1390,7 +1777,13 @@
     const cards = view.forms;
     const showing = (kind) => cards.querySelector(`.card.${kind}`);
     const pendingForm = (kind) => outbox.list().some((e) => e.kind === 'form' && e.form === kind);
-    const hasConversation = Boolean(state.conversationId) || state.history.size > 0;
+    // A continue link being checked counts: it names a conversation (CF8).
+    const hasConversation = Boolean(state.conversationId) || state.history.size > 0 || Boolean(state.continueCode);
+    if (hasConversation) {
+      // The conversation came (a continue link, another tab): nothing to ask before it.
+      const pre = showing('prechat');
+      if (pre) pre.remove();
+    }
 
     // CF7: nobody can answer now.
     if (!c.online && c.offline_form && !state.forms.offline && !pendingForm('offline') && !(IDENTITY && IDENTITY.email)) {
@@ -1524,6 +1917,17 @@
   }
 
   function formAccepted(entry) {
+    if (entry.fields && entry.fields.email) state.forms.email = entry.fields.email;
+    if (typeof entry.offer === 'number') {
+      // The answer to an offer card: the card itself turns into the confirmation.
+      if (entry.conversation === state.conversationId) {
+        state.offers[offerKey(entry.offer)] = { done: true, email: entry.fields.email };
+        saveOffers();
+      }
+      saveForms();
+      refreshOffers();
+      return;
+    }
     state.forms[entry.form] = true;
     if (entry.fields && entry.fields.name) state.forms.named = true;
     saveForms();
@@ -1553,6 +1957,12 @@
   }
 
   function formRefused(entry, why) {
+    if (typeof entry.offer === 'number') {
+      const li = entry.conversation === state.conversationId && view.offers.get(entry.offer);
+      const m = li && state.history.get(entry.offer);
+      if (!m) return showAlert(t.refused(why));
+      return renderOffer(li, m, { error: t.refused(why) });
+    }
     const card = view.forms.querySelector(`.card.${entry.form}`);
     if (!card) return showAlert(t.refused(why));
     const { error, button } = formParts.get(card);
@@ -1625,13 +2035,29 @@
     renderNotice();
 
     loadConfig();
+    // A continue link (CF8) opens the panel on its conversation. Reloading a page that
+    // carries a link this browser already took (the server's /continue page) keeps the
+    // token it got then instead of asking for another.
+    const code = attr('continue') || continueFromHash();
+    const taken = code && store.get('continued') === code && state.token && state.conversationId === continueConversation(code);
+    if (code && !taken) state.continueCode = code;
     // A visitor with a conversation follows it (replies, unread count) even while the
     // panel is closed; a new one connects only when they open the chat.
-    if (state.token || outbox.list().length) socket.want();
-    if (OPEN_AT_START || store.get('open', false)) openPanel();
+    if (state.token || state.continueCode || outbox.list().length) socket.want();
+    if (OPEN_AT_START || code || store.get('open', false)) openPanel();
 
     window.addEventListener('pagehide', () => {
       if (saveTimer) saveHistoryNow();
+    });
+    // A continue link opened while the site's page was already showing (only the
+    // fragment changed, so the page did not load again).
+    window.addEventListener('hashchange', () => {
+      const next = continueFromHash();
+      if (!next || state.fatal) return;
+      state.continueCode = next;
+      if (!state.open) openPanel();
+      if (socket.greeted || socket.helloSent) socket.restart();
+      else socket.want();
     });
     window.addEventListener('online', () => {
       renderNotice();

@@ -10,7 +10,6 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import nodeHttp from 'node:http';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -24,232 +23,38 @@ import {
   REPO,
   startServer,
 } from './harness.mjs';
+import {
+  countInWidget,
+  demoPage,
+  embedPage,
+  history,
+  http,
+  noErrors,
+  openDesk,
+  openWidget,
+  send,
+  sent,
+  sleep,
+  startSite,
+  storedConversation,
+  until,
+  w,
+  W,
+  widgetText,
+} from './fixtures/widget-kit.mjs';
 
 const TIMEOUT = 60_000;
 const PASSWORD = 'a long widget password';
-const W = '[data-charla-widget]';
 const PNG = fs.readFileSync(new URL('./fixtures/dot.png', import.meta.url));
 const SCREENSHOTS = process.env.CHARLA_WIDGET_SCREENSHOTS === '1';
 /** The web channel's greeting: markup in it must stay text (CF1). */
 const GREETING = 'Welcome to Tienda Ejemplo! Questions about <your order> or <b>shipping</b>? Ask us here.';
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// ---------------------------------------------------------------------------------------
-// HTTP: the operator's side
-
-/** One API call; a 503 with a retry hint is retried, as docs/PROTOCOL.md says. */
-async function http(server, token, method, urlPath, body, { raw = false, headers: extra = {} } = {}) {
-  const headers = { accept: 'application/json', ...extra };
-  if (token) headers.authorization = `Bearer ${token}`;
-  if (body !== undefined && !raw) headers['content-type'] = 'application/json';
-  for (let attempt = 0; ; attempt++) {
-    const res = await fetch(`${server.url}${urlPath}`, {
-      method,
-      headers,
-      body: body === undefined ? undefined : raw ? body : JSON.stringify(body),
-      signal: AbortSignal.timeout(15_000),
-    });
-    const text = await res.text();
-    if (res.status === 503 && attempt < 5) {
-      await sleep(JSON.parse(text).error?.retry_after_ms || 200);
-      continue;
-    }
-    if (!res.ok) throw new Error(`${method} ${urlPath} answered ${res.status}: ${text}`);
-    return text ? JSON.parse(text) : null;
-  }
-}
-
-/** Polls `check` (async, truthy when done) every 100 ms until `ms` pass; returns its value. */
-async function until(what, check, ms = 10_000) {
-  const deadline = Date.now() + ms;
-  let last;
-  for (;;) {
-    last = await check();
-    if (last) return last;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 let counter = 0;
 
 /** Channel settings with the defaults a test does not care about spelled out. */
 function settings(change = {}) {
   return { name_form_delay_secs: 1, ...change };
-}
-
-// ---------------------------------------------------------------------------------------
-// Operators' consoles: websockets on /ws/operator from a page of the server's origin
-
-async function openDesk(browser, server) {
-  const page = await newPage(browser);
-  await page.goto(`${server.url}/`);
-  return {
-    page,
-    /** Opens an operator socket under `key` and waits for `ready`. */
-    connect: (key, token) =>
-      page.evaluate(
-        ({ key, token }) =>
-          new Promise((resolve, reject) => {
-            window.desks ??= {};
-            const ws = new WebSocket(`${location.origin.replace(/^http/, 'ws')}/ws/operator`);
-            const desk = { ws, frames: [] };
-            window.desks[key] = desk;
-            const timer = setTimeout(() => reject(new Error('no ready frame within 10 s')), 10_000);
-            ws.onopen = () => ws.send(JSON.stringify({ type: 'auth', token }));
-            ws.onmessage = (e) => {
-              const f = JSON.parse(e.data);
-              desk.frames.push(f);
-              if (f.type === 'ready') {
-                clearTimeout(timer);
-                resolve();
-              }
-            };
-            ws.onclose = () => reject(new Error('operator socket closed'));
-          }),
-        { key, token },
-      ),
-    /** Closes the socket `key` and waits for the close. */
-    disconnect: (key) =>
-      page.evaluate(
-        (key) =>
-          new Promise((resolve) => {
-            const desk = window.desks[key];
-            if (!desk || desk.ws.readyState === WebSocket.CLOSED) return resolve();
-            desk.ws.onclose = () => resolve();
-            desk.ws.close(1000);
-          }),
-        key,
-      ),
-    send: (key, frame) => page.evaluate(({ key, frame }) => window.desks[key].ws.send(JSON.stringify(frame)), { key, frame }),
-    frames: (key) => page.evaluate((key) => window.desks[key].frames, key),
-  };
-}
-
-// ---------------------------------------------------------------------------------------
-// Pages that embed the widget
-
-/**
- * A customer's web site: a plain HTTP server on another loopback port, so its pages are of
- * another origin than the Charla server, as on a real site. (Pages made up with playwright's
- * `route` would not do: Chromium's local network access checks block their sockets to
- * 127.0.0.1.) `page(html)` publishes a page and returns its URL.
- */
-async function startSite() {
-  const pages = new Map();
-  const server = nodeHttp.createServer((req, res) => {
-    const html = pages.get(req.url.split('?')[0]);
-    if (html === undefined) {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(html);
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const origin = `http://127.0.0.1:${server.address().port}`;
-  return {
-    origin,
-    page(html) {
-      const p = `/page-${++counter}.html`;
-      pages.set(p, html);
-      return `${origin}${p}`;
-    },
-    stop: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections?.();
-        server.close(() => resolve());
-      }),
-  };
-}
-
-let site;
-
-const escapeAttr = (v) => String(v).replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
-
-/**
- * A page of the customer's site that embeds the widget from the Charla server as a customer
- * would, with `data-*` attributes `attrs`.
- */
-async function embedPage(browser, server, { attrs = {}, body = '<p>A page of the site.</p>', ...options } = {}) {
-  const page = await newPage(browser, options);
-  page.dialogs = [];
-  page.on('dialog', (d) => {
-    page.dialogs.push(d.message());
-    d.dismiss().catch(() => {});
-  });
-  const data = Object.entries({ channel: 'web', ...attrs })
-    .map(([k, v]) => ` data-${k}="${escapeAttr(v)}"`)
-    .join('');
-  const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>Test page</title></head>
-<body>${body}<script src="${server.url}/widget/charla.js"${data} async></script></body></html>`;
-  await page.goto(site.page(html));
-  await page.locator(`${W} .launcher`).waitFor();
-  return page;
-}
-
-/** The demo page, as a visitor of the shop sees it. */
-async function demoPage(browser, server, options = {}) {
-  const page = await newPage(browser, options);
-  page.dialogs = [];
-  page.on('dialog', (d) => {
-    page.dialogs.push(d.message());
-    d.dismiss().catch(() => {});
-  });
-  await page.goto(`${server.url}/demo/`);
-  await page.locator(`${W} .launcher`).waitFor();
-  return page;
-}
-
-/** A locator inside the widget (playwright's CSS locators pierce the open shadow root). */
-const w = (page, sel) => page.locator(`${W} ${sel}`);
-
-async function openWidget(page) {
-  await w(page, '.launcher').click();
-  await w(page, '.panel').waitFor();
-  await until('the greeting', async () => (await w(page, '.greeting .bubble').count()) === 1);
-}
-
-async function send(page, text) {
-  await w(page, '.composer textarea').fill(text);
-  await w(page, '.composer textarea').press('Enter');
-}
-
-/** The visitor's message `text`, once committed (acked or replayed). */
-async function sent(page, text) {
-  const item = w(page, '.item.visitor[data-state="sent"]').filter({ hasText: text });
-  await item.first().waitFor();
-  return item;
-}
-
-/** The conversation id the widget keeps in localStorage (`charla:<origin>:<channel>:`). */
-async function storedConversation(page, server, channel = 'web') {
-  return until('a conversation id in localStorage', () =>
-    page.evaluate((key) => JSON.parse(localStorage.getItem(key) || 'null'), `charla:${server.url}:${channel}:conversation`),
-  );
-}
-
-/** Messages and events of a conversation, as operators see them. */
-async function history(server, token, id) {
-  return (await http(server, token, 'GET', `/api/conversations/${id}`)).messages;
-}
-
-async function widgetText(page, sel) {
-  return (await w(page, sel).textContent()).trim();
-}
-
-/** Shadow-DOM-aware element counts, for "no element was created" checks. */
-function countInWidget(page, selector) {
-  return page.evaluate(
-    ({ host, selector }) => document.querySelector(host).shadowRoot.querySelectorAll(selector).length,
-    { host: W, selector },
-  );
-}
-
-async function noErrors(page) {
-  assert.deepEqual(page.errors, []);
-  assert.deepEqual(page.dialogs || [], []);
 }
 
 async function screenshot(page, name) {
@@ -262,6 +67,7 @@ async function screenshot(page, name) {
 // ---------------------------------------------------------------------------------------
 
 let browser;
+let site;
 
 before(async () => {
   browser = await launchBrowser();
@@ -856,6 +662,70 @@ for (const backend of tested) {
       await sent(page, 'One more question');
       await w(page, '.item.event[data-event="reopened"]').filter({ hasText: 'Conversation reopened' }).waitFor();
       assert.equal((await http(server, admin.token, 'GET', `/api/conversations/${id}`)).conversation.status, 'open');
+      await noErrors(page);
+      await page.context().close();
+    });
+
+    test('replying to a message: a keyboard-reachable Reply action, the quote in the composer, reply_to on the wire, quotes shown as text both ways (OC10)', { timeout: TIMEOUT }, async () => {
+      const page = await embedPage(browser, server);
+      await openWidget(page);
+      await send(page, 'Which sizes do you have?');
+      await sent(page, 'Which sizes do you have?');
+      const id = await storedConversation(page, server);
+      const answer = await http(server, admin.token, 'POST', `/api/conversations/${id}/messages`, { client_id: `sizes-${++counter}`, body: 'S, M and <b>L</b>.' });
+      const theirs = w(page, '.item.operator').filter({ hasText: 'S, M and' });
+      await theirs.waitFor();
+
+      // The action under the operator's message, by keyboard; Escape drops the quote only.
+      const action = theirs.locator('.reply-action');
+      assert.equal(await action.getAttribute('aria-label'), 'Reply to Ana Admin');
+      await action.focus();
+      await page.keyboard.press('Enter');
+      await w(page, '.reply-bar').waitFor();
+      assert.equal(await widgetText(page, '.reply-bar .reply-author'), 'Replying to Ana Admin');
+      assert.equal(await widgetText(page, '.reply-bar .reply-text'), 'S, M and <b>L</b>.');
+      assert.equal(await page.evaluate((host) => document.querySelector(host).shadowRoot.activeElement?.tagName, W), 'TEXTAREA');
+      await page.keyboard.press('Escape');
+      await w(page, '.reply-bar').waitFor({ state: 'hidden' });
+      assert.ok(await w(page, '.panel').isVisible(), 'the first Escape only cancels the reply');
+      await action.click();
+      await w(page, '.reply-bar .reply-cancel').click();
+      await w(page, '.reply-bar').waitFor({ state: 'hidden' });
+
+      // Replying for real: the frame carries reply_to, the bubble shows the quote.
+      await action.click();
+      await send(page, 'M, please');
+      await w(page, '.reply-bar').waitFor({ state: 'hidden' });
+      const mine = await sent(page, 'M, please');
+      assert.equal(await mine.locator('.quote .quote-author').textContent(), 'Ana Admin');
+      assert.equal(await mine.locator('.quote .quote-text').textContent(), 'S, M and <b>L</b>.');
+      let msgs = await history(server, admin.token, id);
+      const reply = msgs.find((m) => m.body === 'M, please');
+      assert.deepEqual(reply.meta, { reply_to: answer.seq });
+      await send(page, 'And a plain one');
+      await sent(page, 'And a plain one');
+      msgs = await history(server, admin.token, id);
+      assert.equal(msgs.find((m) => m.body === 'And a plain one').meta, undefined, 'the quote went with one message only');
+
+      // The operator quotes the visitor: shown above the reply, as text.
+      const question = msgs.find((m) => m.body === 'Which sizes do you have?');
+      await http(server, admin.token, 'POST', `/api/conversations/${id}/messages`, { client_id: `quote-${++counter}`, body: 'About that: all in stock.', reply_to: question.seq });
+      const quoted = w(page, '.item.operator').filter({ hasText: 'all in stock' });
+      await quoted.waitFor();
+      assert.equal(await quoted.locator('.quote .quote-author').textContent(), 'You');
+      assert.equal(await quoted.locator('.quote .quote-text').textContent(), 'Which sizes do you have?');
+      assert.equal(await countInWidget(page, '.quote b, .reply-bar b'), 0);
+
+      // A quoted message the widget no longer holds: "a previous message".
+      await page.evaluate(
+        ({ key, seq }) => localStorage.setItem(key, JSON.stringify(JSON.parse(localStorage.getItem(key)).filter((m) => m.seq !== seq))),
+        { key: `charla:${server.url}:web:history`, seq: answer.seq },
+      );
+      await page.reload();
+      const again = w(page, '.item.visitor').filter({ hasText: 'M, please' });
+      await again.waitFor();
+      assert.equal(await again.locator('.quote .quote-text').textContent(), 'a previous message');
+      assert.equal(await again.locator('.quote .quote-author').count(), 0);
       await noErrors(page);
       await page.context().close();
     });

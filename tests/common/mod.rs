@@ -572,7 +572,7 @@ impl SmtpSink {
     /// Starts a sink on `port` and waits until it accepts connections.
     pub async fn start_on(port: u16) -> SmtpSink {
         let dir = tempfile::tempdir().expect("maildir");
-        let child = std::process::Command::new("python3")
+        let mut child = std::process::Command::new("python3")
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
@@ -591,6 +591,8 @@ impl SmtpSink {
             }
             actix_rt::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("aiosmtpd did not start on port {port}");
     }
 

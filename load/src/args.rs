@@ -61,6 +61,10 @@ chat:
 
 burst:
   --visitors N              visitors that connect at the same moment (default 1000)
+  --operators O             operator sockets online (default 0); with operators, the
+                            assignment latency is measured (their capacity is raised to
+                            fit the crowd)
+  --operator-email E, --operator-password P   as for chat
 
 slow:
   --visitors V              visitors, each opening one conversation (default 200)
@@ -131,7 +135,12 @@ impl Scenario {
                 "--operator-email",
                 "--operator-password",
             ],
-            Scenario::Burst => &["--visitors"],
+            Scenario::Burst => &[
+                "--visitors",
+                "--operators",
+                "--operator-email",
+                "--operator-password",
+            ],
             Scenario::Echo => &["--visitors", "--window", "--against"],
             Scenario::Slow => &[
                 "--visitors",
@@ -275,7 +284,9 @@ fn parse_options(scenario: Scenario, args: &[String]) -> Result<Options, UsageEr
             Scenario::Slow => 200,
             Scenario::Echo => 100,
         },
-        operators: 4,
+        // A crowd arrives with nobody to answer unless asked for (burst), while chat needs
+        // operators to answer.
+        operators: if scenario == Scenario::Burst { 0 } else { 4 },
         rate: None,
         window: 8,
         hold: None,
@@ -361,7 +372,8 @@ fn parse_options(scenario: Scenario, args: &[String]) -> Result<Options, UsageEr
     if !o.spawn && o.database.is_some() {
         return Err(UsageError("--database only applies with --spawn".into()));
     }
-    let needs_operator = matches!(scenario, Scenario::Chat | Scenario::Slow);
+    let needs_operator = matches!(scenario, Scenario::Chat | Scenario::Slow)
+        || (scenario == Scenario::Burst && o.operators > 0);
     if needs_operator && !o.spawn {
         if o.operator_email.is_none() || o.operator_password.is_none() {
             return Err(UsageError(format!(

@@ -213,6 +213,17 @@ async fn wait_for(ws: &mut Ws, want: &str) -> Result<Frame, String> {
         .map_err(|_| format!("no {want} within {} s", HANDSHAKE_TIMEOUT.as_secs()))?
 }
 
+/// The next frame, whatever its type.
+pub async fn next_frame(ws: &mut Ws) -> Result<Frame, String> {
+    loop {
+        match next_event(ws).await {
+            Event::Frame(f) => return Ok(f),
+            Event::Garbled => continue,
+            other => return Err(why_ended(other)),
+        }
+    }
+}
+
 /// Sends `hello` as a new visitor and waits for `welcome`.
 pub async fn hello(ws: &mut Ws) -> Result<(), String> {
     send(ws, r#"{"type":"hello","v":1}"#.to_string()).await?;

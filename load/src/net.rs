@@ -107,6 +107,17 @@ pub async fn http(
     path: &str,
     json_body: Option<&str>,
 ) -> Result<Response, String> {
+    http_as(ep, method, path, json_body, None).await
+}
+
+/// [`http`] with an operator's bearer token.
+pub async fn http_as(
+    ep: &Endpoint,
+    method: &str,
+    path: &str,
+    json_body: Option<&str>,
+    token: Option<&str>,
+) -> Result<Response, String> {
     let fut = async {
         let mut stream = ep
             .tcp(None, None)
@@ -120,6 +131,9 @@ pub async fn http(
         );
         if json_body.is_some() {
             req.push_str("Content-Type: application/json\r\n");
+        }
+        if let Some(t) = token {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
         }
         req.push_str("\r\n");
         req.push_str(body);

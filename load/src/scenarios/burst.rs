@@ -1,7 +1,10 @@
-//! The `burst` scenario: N visitors are spawned together and released at the same moment;
-//! each connects, says hello (time to `welcome`), then sends one message (time to its
-//! `ack`, which includes opening the conversation). Every socket stays open until all are
-//! done, so the server carries the whole burst at once.
+//! The `burst` scenario: N visitors are spawned together and released at the same moment
+//! (a marketing campaign); each does what the widget does: fetches its channel's
+//! configuration, which carries the greeting (time to greeting, CF1), connects and says
+//! hello (time to `welcome`), then sends one message (time to its `ack`, which includes
+//! opening the conversation) and, with `--operators` online, waits for the `assigned`
+//! event (assignment latency, OC4). Every socket stays open until all are done, so the
+//! server carries the whole burst at once.
 
 use super::{secs, Ticker};
 use crate::args::Options;
@@ -19,8 +22,10 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What one visitor of the burst saw.
 struct Outcome {
+    greeting: Option<Duration>,
     welcome: Option<Duration>,
     first_ack: Option<Duration>,
+    assigned: Option<Duration>,
     failure: Option<String>,
     /// Kept open until every visitor is done.
     _socket: Option<Ws>,
@@ -30,6 +35,40 @@ struct Outcome {
 pub async fn run(opts: &Options, target: &Target) -> Result<Report, String> {
     let n = opts.visitors;
     let live = Arc::new(Live::default());
+    // Operators online with room for the whole crowd, so every conversation is assigned
+    // at once and the figure is the distribution's own latency.
+    let mut operators = Vec::new();
+    if opts.operators > 0 {
+        let token = target.operator_token().await?;
+        let me = crate::net::http_as(&target.ep, "GET", "/api/me", None, Some(&token)).await?;
+        let me: serde_json::Value =
+            serde_json::from_str(&me.body).map_err(|e| format!("/api/me is not JSON: {e}"))?;
+        let id = me["id"].as_i64().ok_or("/api/me has no id")?;
+        let body = serde_json::json!({"capacity": 1000.min(n + 1)}).to_string();
+        let res = crate::net::http_as(
+            &target.ep,
+            "PATCH",
+            &format!("/api/operators/{id}"),
+            Some(&body),
+            Some(&token),
+        )
+        .await?;
+        if res.status != 200 {
+            return Err(format!(
+                "cannot raise the operator's capacity: HTTP {} {}",
+                res.status, res.body
+            ));
+        }
+        for j in 0..opts.operators {
+            let dial = Dial::from_source(n + j, SMALL_READ_BUFFER);
+            operators.push(
+                client::operator(&target.ep, &token, dial)
+                    .await
+                    .map_err(|e| format!("operator {j} could not connect: {e}"))?,
+            );
+        }
+    }
+    let expect_assignment = opts.operators > 0;
     let (go_tx, go_rx) = watch::channel(false);
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
@@ -38,6 +77,7 @@ pub async fn run(opts: &Options, target: &Target) -> Result<Report, String> {
             target.ep.clone(),
             live.clone(),
             go_rx.clone(),
+            expect_assignment,
         )));
     }
     let rss_baseline = target.rss();
@@ -55,8 +95,15 @@ pub async fn run(opts: &Options, target: &Target) -> Result<Report, String> {
     ticker.stop().await;
 
     let (mut welcome, mut first_ack) = (Hist::new(), Hist::new());
+    let (mut greeting, mut assigned) = (Hist::new(), Hist::new());
     let mut failures = Tally::default();
     for o in &outcomes {
+        if let Some(d) = o.greeting {
+            greeting.record(d);
+        }
+        if let Some(d) = o.assigned {
+            assigned.record(d);
+        }
         if let Some(d) = o.welcome {
             welcome.record(d);
         }
@@ -71,7 +118,7 @@ pub async fn run(opts: &Options, target: &Target) -> Result<Report, String> {
 
     let mut report = Report::new("burst");
     report.set("visitors", n);
-    report.set("operators", 0);
+    report.set("operators", opts.operators);
     report.set("duration_s", secs(total));
     report.set("sent", Live::get(&live.sent));
     report.set("acked", Live::get(&live.acked));
@@ -88,13 +135,20 @@ pub async fn run(opts: &Options, target: &Target) -> Result<Report, String> {
     report.set("time_to_first_ack_p50_ms", first_ack.ms(0.50));
     report.set("time_to_first_ack_p99_ms", first_ack.ms(0.99));
     report.set("time_to_first_ack_max_ms", first_ack.max_ms());
-    report.set("greeting_p99_ms", serde_json::Value::Null);
-    report.set("assignment_p99_ms", serde_json::Value::Null);
-    report.set(
-        "note",
-        "greeting_p99_ms and assignment_p99_ms are null: the server has no automatic \
-         greeting (CF1) and no operator assignment (OC4) yet",
-    );
+    report.set("greeted", greeting.len());
+    report.set("greeting_p50_ms", greeting.ms(0.50));
+    report.set("greeting_p99_ms", greeting.ms(0.99));
+    report.set("assigned", assigned.len());
+    report.set("assignment_p50_ms", assigned.ms(0.50));
+    report.set("assignment_p99_ms", assigned.ms(0.99));
+    report.set("assignment_max_ms", assigned.max_ms());
+    if !expect_assignment {
+        report.set(
+            "note",
+            "assignment_* are null: no operator was online (give --operators 1 or more)",
+        );
+    }
+    drop(operators);
     report.set("failure_reasons", failures.json());
     Ok(report)
 }
@@ -104,10 +158,13 @@ async fn visitor(
     ep: crate::net::Endpoint,
     live: Arc<Live>,
     mut go: watch::Receiver<bool>,
+    expect_assignment: bool,
 ) -> Outcome {
     let mut out = Outcome {
+        greeting: None,
         welcome: None,
         first_ack: None,
+        assigned: None,
         failure: None,
         _socket: None,
     };
@@ -116,6 +173,12 @@ async fn visitor(
         return out;
     }
     let started = Instant::now();
+    // The widget first reads its channel's configuration: the greeting shows then.
+    match crate::net::http(&ep, "GET", "/api/widget/web", None).await {
+        Ok(res) if res.status == 200 => out.greeting = Some(started.elapsed()),
+        Ok(res) => out.failure = Some(format!("widget configuration: HTTP {}", res.status)),
+        Err(e) => out.failure = Some(e),
+    }
     let opened = tokio::time::timeout(STEP_TIMEOUT, async {
         let mut ws =
             client::connect(&ep, "/ws/visitor", Dial::from_source(i, SMALL_READ_BUFFER)).await?;
@@ -138,13 +201,41 @@ async fn visitor(
     let body = client::stamped_body(&format!("burst v={i}"));
     let sent = Instant::now();
     Live::bump(&live.sent);
-    match tokio::time::timeout(STEP_TIMEOUT, client::first_message(&mut ws, &cid, &body)).await {
-        Ok(Ok(_)) => {
-            out.first_ack = Some(sent.elapsed());
+    // The ack and the `assigned` event come in either order (distribution may commit
+    // before the message does): watch for both.
+    let watched = tokio::time::timeout(STEP_TIMEOUT, async {
+        client::send(&mut ws, client::visitor_message(&cid, &body)).await?;
+        let (mut acked, mut assigned) = (None, None);
+        while acked.is_none() || (expect_assignment && assigned.is_none()) {
+            let f = client::next_frame(&mut ws).await?;
+            if f.ty == "ack" && f.client_id.as_deref() == Some(cid.as_str()) {
+                acked = Some(sent.elapsed());
+            } else if f.ty == "message"
+                && f.kind.as_deref() == Some("event")
+                && f.body.as_deref() == Some("assigned")
+            {
+                assigned = Some(sent.elapsed());
+            } else if f.ty == "error" {
+                return Err(format!("error frame `{}`", f.code.unwrap_or_default()));
+            }
+        }
+        Ok::<_, String>((acked, assigned))
+    })
+    .await;
+    match watched {
+        Ok(Ok((acked, assigned))) => {
+            out.first_ack = acked;
+            out.assigned = assigned;
             Live::bump(&live.acked);
         }
         Ok(Err(why)) => out.failure = Some(why),
-        Err(_) => out.failure = Some(format!("no ack within {} s", STEP_TIMEOUT.as_secs())),
+        Err(_) => {
+            out.failure = Some(if out.first_ack.is_none() {
+                format!("no ack within {} s", STEP_TIMEOUT.as_secs())
+            } else {
+                "not assigned within 60 s".into()
+            })
+        }
     }
     if out.failure.is_some() {
         Live::bump(&live.errors);

@@ -18,7 +18,8 @@ use tokio::task::JoinHandle;
 
 /// Runs the chosen scenario against the chosen server and returns its report.
 pub async fn run(opts: &Options) -> Result<Report, String> {
-    let needs_operator = matches!(opts.scenario, Scenario::Chat | Scenario::Slow);
+    let needs_operator = matches!(opts.scenario, Scenario::Chat | Scenario::Slow)
+        || (opts.scenario == Scenario::Burst && opts.operators > 0);
     let mut target = Target::prepare(opts, needs_operator).await?;
     let result = match opts.scenario {
         Scenario::Connections => connections::run(opts, &target).await,

@@ -12,9 +12,12 @@ import { handleAck, handleError, resendAll, outbox } from './outbox.js';
 import { initComposer, handleDraftFrame, resendDrafts, forgetDrafts } from './composer.js';
 import {
   initConversation, openConversation, closeConversation, handleMessage, handleTyping, markRead,
-  catchUp, conversationVisible, messageOnScreen, openId,
+  catchUp, conversationVisible, messageOnScreen, openId, reloadOpen,
 } from './conversation.js';
 import { initDetails } from './details.js';
+import { initCrm } from './crm.js';
+import { initSuggestions, startSuggestions, stopSuggestions, refreshSuggestionsSoon } from './suggestions.js';
+import { initSelection } from './selection.js';
 import { initDialogs } from './dialogs.js';
 import { initNotify, notify, errorToast } from './notify.js';
 import { showOverview, refreshOverviewSoon } from './overview.js';
@@ -107,6 +110,7 @@ function endSession(notice) {
   feed?.stop();
   feed = null;
   live.feed = null;
+  stopSuggestions();
   setToken(null);
   closeConversation();
   outbox.clear();
@@ -153,6 +157,7 @@ async function startConsole() {
     if (!state.me) return;
   }
   startFeed();
+  startSuggestions();
   route();
 }
 
@@ -167,6 +172,10 @@ function wire() {
   initComposer({ message: messageOnScreen });
   initConversation();
   initDetails();
+  initCrm();
+  initSuggestions();
+  initSelection();
+  on('crm', afterCrmChange);
   initDialogs({
     openConversation: (id) => {
       location.hash = `#/c/${id}`;
@@ -288,6 +297,7 @@ function startFeed() {
         emit('directory');
       }).catch(() => {});
     }
+    if (!first && !ready.resumed) refreshSuggestionsSoon();
     first = false;
     resendAll();
     resendDrafts();
@@ -314,6 +324,11 @@ function onFrame(f) {
       if (!c) scheduleReload(); // a conversation the list does not know yet (a new internal chat)
       handleMessage(f);
       notifyFor(f);
+      if (f.kind === 'event' && f.body === 'form') {
+        // A visitor's form may raise merge suggestions and changes their card (XB11, CF3).
+        refreshSuggestionsSoon();
+        if (f.meta?.contact?.id) emit('crm', { contacts: [f.meta.contact.id] });
+      }
       break;
     }
     case 'ack': {
@@ -339,6 +354,18 @@ function onFrame(f) {
     default:
       break;
   }
+}
+
+/**
+ * After a merge, an erasure or an accepted suggestion: conversations whose actors are asleep
+ * send no `conversation` frame, so the list is reloaded; after an erasure the open
+ * conversation is loaded again, its texts gone (XB6).
+ */
+function afterCrmChange({ merged = false, erased = false, conversations = [] }) {
+  if (!merged && !erased) return;
+  scheduleReload();
+  const open = openId();
+  if (erased && open !== null && conversations.includes(open)) reloadOpen();
 }
 
 /** OC6: a customer wrote; XB15: a colleague mentioned me, or wrote in our internal chat. */

@@ -71,10 +71,21 @@ export async function loadEmails(id) {
   }
 }
 
-/** The e-mails again a moment later (an e-mail card was answered, a transcript asked for). */
-export const reloadEmailsSoon = debounce((id) => {
+const reloadEmailsSoonOnce = debounce((id) => {
   if (shownId === id) loadEmails(id);
-}, 800);
+}, 1000);
+const reloadEmailsLater = debounce((id) => {
+  if (shownId === id) loadEmails(id);
+}, 3500);
+
+/**
+ * The e-mails again in a moment (an e-mail card was answered, a transcript asked for): the
+ * server's timers fire every second, so once soon and once a little later.
+ */
+export function reloadEmailsSoon(id) {
+  reloadEmailsSoonOnce(id);
+  reloadEmailsLater(id);
+}
 
 function fact(term, value) {
   return [el('dt', { text: term }), el('dd', {}, value)];

@@ -1551,7 +1551,14 @@
     renderComposerState();
     renderSeen();
     updateBadge();
-    afterConfig();
+    refreshForms();
+  }
+
+  /** The forms again, now that the conversation is known (or is not coming). */
+  function refreshForms() {
+    if (!state.config || !state.open) return;
+    decideForms();
+    renderComposerState();
   }
 
   function onMessage(m) {
@@ -1620,7 +1627,7 @@
         // An expired or broken link: say so, then start as usual (the stored token).
         if (state.continueCode === sent.continueCode) state.continueCode = null;
         showAlert(t.continueFailed(e.message || e.code));
-        afterConfig(); // the forms a visitor without that conversation gets
+        refreshForms(); // the forms a visitor without that conversation gets
         return socket.hello();
       }
       if (e.code === 'unauthorized' && sent.token) {

@@ -282,8 +282,26 @@ impl Store {
             if !claim_timer!(conn, timer_id, now) {
                 return Ok(None);
             }
-            let (visitor_id, _, title, settings, email, _) = context!(conn, cid);
-            let (Some(visitor_id), Some(email)) = (visitor_id, email) else {
+            let (visitor_id, _, title, settings, contact_email, _) = context!(conn, cid);
+            // The address the visitor typed in the transcript form, not whichever the
+            // contact has: they asked for the copy there.
+            let asked: Vec<Option<String>> = messages::table
+                .filter(messages::conversation_id.eq(cid))
+                .filter(messages::kind.eq("event"))
+                .filter(messages::body.eq("form"))
+                .order(messages::seq.desc())
+                .limit(20)
+                .select(messages::meta)
+                .load(conn)?;
+            let given = asked.into_iter().flatten().find_map(|m| {
+                let v: serde_json::Value = serde_json::from_str(&m).ok()?;
+                if v["form"] == "transcript" {
+                    v["fields"]["email"].as_str().map(str::to_string)
+                } else {
+                    None
+                }
+            });
+            let (Some(visitor_id), Some(email)) = (visitor_id, given.or(contact_email)) else {
                 return Ok(None);
             };
             let lines: Vec<TextRow> = messages::table

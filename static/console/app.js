@@ -318,6 +318,9 @@ function onFrame(f) {
     case 'conversation':
       applyHeader(f.conversation);
       refreshOverviewSoon();
+      // A colleague's edit of the customer (VIP, address…) sends the header again: the open
+      // card follows (OC19).
+      if (f.conversation.id === openId() && f.conversation.contact) emit('crm', { contacts: [f.conversation.contact.id] });
       break;
     case 'message': {
       const c = applyMessage(f);

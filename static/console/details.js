@@ -7,7 +7,7 @@ import { api } from './api.js';
 import { state, channelOf, isInternal } from './model.js';
 import { renderCustomer } from './crm.js';
 import { t } from './strings.js';
-import { el, fullTime, timeEl, replaceChildren, debounce } from './util.js';
+import { el, icon, fullTime, timeEl, replaceChildren, debounce } from './util.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -31,6 +31,13 @@ export function initDetails() {
     const open = !document.body.classList.contains('show-details');
     document.body.classList.toggle('show-details', open);
     $('act-details').setAttribute('aria-expanded', String(open));
+  });
+  // Where the details open over the conversation, they close from inside too.
+  $('details-close').append(icon('cross'));
+  $('details-close').addEventListener('click', () => {
+    document.body.classList.remove('show-details');
+    $('act-details').setAttribute('aria-expanded', 'false');
+    $('act-details').focus();
   });
 }
 

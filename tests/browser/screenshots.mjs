@@ -2,11 +2,15 @@
 // runner (the name does not end in .test.mjs):
 //
 //   cargo build --bin charla && node tests/browser/screenshots.mjs
+//   node tests/browser/screenshots.mjs card        # only console-card.png (also: desktop,
+//                                                  # phone, popup, admin)
 //
 // Starts the real server over a fresh SQLite database, fills it with demo data through the
 // API and visitor websockets (customers writing in Spanish and English, a customer saved to
 // the CRM, a note with a mention, a reassignment, a queued visitor, internal chats, a draft),
-// and writes docs/screenshots/console-{desktop,phone,popup,admin}.png.
+// and writes docs/screenshots/console-{desktop,phone,popup,admin,card}.png. The customer
+// card's data (names, address, VIP, a signed identity, a merge, a pending suggestion) is
+// added after the first four pictures, so they do not change with it.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -17,6 +21,10 @@ const PASSWORD = 'demo password 2026';
 const TOKEN_KEY = 'charla.console.token';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The pictures asked for on the command line (by name, without `console-`), else all. */
+const ONLY = process.argv.slice(2);
+const wanted = (name) => !ONLY.length || ONLY.includes(name);
 
 /** One API call; a 503 with a retry hint is retried (docs/PROTOCOL.md, section 7). */
 async function http(server, token, method, p, body) {
@@ -42,7 +50,7 @@ async function visitorHost(browser, server) {
   await page.goto(`${server.url}/`);
   await page.evaluate(() => {
     window.visitors = {};
-    window.visitorOpen = (key, channel) =>
+    window.visitorOpen = (key, channel, identity) =>
       new Promise((resolve) => {
         const ws = new WebSocket(`${location.origin.replace(/^http/, 'ws')}/ws/visitor`);
         const v = { ws, frames: [] };
@@ -52,7 +60,7 @@ async function visitorHost(browser, server) {
           v.frames.push(f);
           if (f.type === 'welcome') resolve();
         };
-        ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', channel }));
+        ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', channel, identity: identity || undefined }));
       });
     window.visitorSay = (key, body, replyTo) =>
       new Promise((resolve) => {
@@ -73,9 +81,9 @@ async function visitorHost(browser, server) {
   let n = 0;
   return {
     page,
-    async visitor(channel = 'web') {
+    async visitor(channel = 'web', identity = null) {
       const key = `v${++n}`;
-      await page.evaluate(([k, c]) => window.visitorOpen(k, c), [key, channel]);
+      await page.evaluate(([k, c, i]) => window.visitorOpen(k, c, i), [key, channel, identity]);
       return {
         say: (body, replyTo) => page.evaluate(([k, b, r]) => window.visitorSay(k, b, r), [key, body, replyTo]),
         send: (frame) => page.evaluate(([k, f]) => window.visitorSend(k, f), [key, frame]),
@@ -229,7 +237,7 @@ async function main() {
       s.scrollTop = s.scrollHeight;
     });
     await sleep(300);
-    shots.push(['console-desktop.png', await desk.screenshot({ path: path.join(OUT, 'console-desktop.png') })]);
+    if (wanted('desktop')) shots.push(['console-desktop.png', await desk.screenshot({ path: path.join(OUT, 'console-desktop.png') })]);
 
     // The phone: Ana's conversation with María.
     const phone = await consoleOf(browser, server, ana, {
@@ -242,7 +250,7 @@ async function main() {
       s.scrollTop = s.scrollHeight;
     });
     await sleep(300);
-    shots.push(['console-phone.png', await phone.screenshot({ path: path.join(OUT, 'console-phone.png') })]);
+    if (wanted('phone')) shots.push(['console-phone.png', await phone.screenshot({ path: path.join(OUT, 'console-phone.png') })]);
 
     // Pop-up display: the work area with the chat floating over it.
     await http(server, ana, 'PATCH', '/api/me', { display_mode: 'popup' });
@@ -252,7 +260,7 @@ async function main() {
     await popup.waitForSelector('#overview-mine li a');
     await popup.evaluate(() => document.querySelector('#toasts').replaceChildren());
     await sleep(300);
-    shots.push(['console-popup.png', await popup.screenshot({ path: path.join(OUT, 'console-popup.png') })]);
+    if (wanted('popup')) shots.push(['console-popup.png', await popup.screenshot({ path: path.join(OUT, 'console-popup.png') })]);
     await http(server, ana, 'PATCH', '/api/me', { display_mode: 'section' });
 
     // Administration.
@@ -263,9 +271,57 @@ async function main() {
     const height = await admin.evaluate(() => document.querySelector('#admin-pane').scrollHeight + document.querySelector('.topbar').offsetHeight);
     await admin.setViewportSize({ width: 1440, height: Math.min(3000, Math.max(900, height)) });
     await sleep(200);
-    shots.push(['console-admin.png', await admin.screenshot({ path: path.join(OUT, 'console-admin.png') })]);
+    if (wanted('admin')) shots.push(['console-admin.png', await admin.screenshot({ path: path.join(OUT, 'console-admin.png') })]);
 
-    const errors = [desk, phone, popup, admin, luisPage, jamesPage].flatMap((p) => p.errors);
+    // The customer card (OC16, OC20, XB11): María's names, address and VIP tag; a signed
+    // identity from the shop's login (verified) merged in with its conversation; a phone she
+    // typed; someone else typing her e-mail (a pending suggestion); text selected in her
+    // message with the "Set as" menu open.
+    const mariaContact = (await http(server, ana, 'GET', `/api/conversations/${m1.conversation_id}`)).conversation.contact.id;
+    await http(server, ana, 'PATCH', `/api/contacts/${mariaContact}`, {
+      first_name: 'María', last_name: 'López Navarro', address: 'Calle de Alcalá 120, 3.º B, 28009 Madrid', vip: true,
+      email: 'maria.lopez@correo.example', phone: '+34 612 345 678',
+    });
+    const web = (await http(server, ana, 'GET', '/api/channels')).find((c) => c.name === 'web');
+    const secret = await http(server, ana, 'GET', `/api/channels/${web.id}/secret`);
+    const shopper = await host.visitor('web', { user_id: secret.example.user_id, signature: secret.example.signature, name: 'María López' });
+    const s1 = await shopper.say('Hola, ¿el pedido 10180 se puede devolver en tienda?');
+    const shopperContact = (await http(server, ana, 'GET', `/api/conversations/${s1.conversation_id}`)).conversation.contact.id;
+    await http(server, ana, 'POST', `/api/conversations/${s1.conversation_id}/close`, {});
+    await http(server, ana, 'POST', `/api/contacts/${shopperContact}/merge`, { into: mariaContact });
+    const other = await host.visitor('web');
+    await other.say('Buenas, quería preguntar por un pedido');
+    await other.send({ type: 'form', client_id: 'f-2', form: 'prechat', fields: { name: 'M. López', email: 'maria.lopez@correo.example' } });
+    await sleep(300);
+    await maria.say('Mejor enviadlo a Calle Serrano 45, 2.º izquierda, 28001 Madrid, por favor.');
+    const card = await consoleOf(browser, server, ana, { viewport: { width: 1440, height: 1180 }, hash: `#/c/${m1.conversation_id}` });
+    await card.waitForSelector('#details-body .card-suggestions .suggestion');
+    await card.waitForSelector('#details-body .identifier.is-verified');
+    await card.evaluate(() => {
+      document.querySelector('#toasts').replaceChildren();
+      const s = document.querySelector('#messages-scroll');
+      s.scrollTop = s.scrollHeight;
+    });
+    // Select the new address in her last message, as a mouse drag would.
+    await card.evaluate(() => {
+      const bodies = [...document.querySelectorAll('#messages li.msg-visitor .msg-body')];
+      const body = bodies[bodies.length - 1];
+      const node = body.firstChild;
+      const needle = 'Calle Serrano 45, 2.º izquierda, 28001 Madrid';
+      const at = node.data.indexOf(needle);
+      const range = document.createRange();
+      range.setStart(node, at);
+      range.setEnd(node, at + needle.length);
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+      body.dispatchEvent(new MouseEvent('mouseup', { bubbles: true }));
+    });
+    await card.waitForSelector('#set-as-menu');
+    await card.hover('#set-as-menu [data-field=address]');
+    await sleep(300);
+    if (wanted('card')) shots.push(['console-card.png', await card.screenshot({ path: path.join(OUT, 'console-card.png') })]);
+
+    const errors = [desk, phone, popup, admin, card, luisPage, jamesPage].flatMap((p) => p.errors);
     if (errors.length) throw new Error(`console errors:\n${errors.join('\n')}`);
     for (const [name] of shots) console.log(`wrote docs/screenshots/${name}`);
   } catch (e) {

@@ -790,6 +790,54 @@ async fn the_card_is_editable_and_a_manual_merge_moves_everything(db: TestDb) {
         )
         .await;
     assert_eq!(status, 400, "already one");
+    // An operator's typed phone that another contact holds suggests once; decided, the
+    // pair is not suggested again, whatever else they share.
+    let (mut c, _) = srv.new_visitor().await;
+    let third = c.say("c", "otra persona").await["conversation_id"]
+        .as_i64()
+        .expect("id");
+    form(&mut c, "f", "name", json!({"name": "Otro"})).await;
+    let other = contact_of(&srv, &ana, third).await["id"]
+        .as_i64()
+        .expect("id");
+    let mut op = srv.operator_ws(&ana).await;
+    srv.patch(
+        &format!("/api/contacts/{other}"),
+        Some(&ana),
+        json!({"phone": "+34 611 222 333", "email": "x@example.com"}),
+    )
+    .await;
+    let announced = op.next_of("suggestions").await;
+    assert_eq!(announced["new"].as_array().map(Vec::len), Some(1));
+    let (_, list) = srv.get("/api/suggestions", Some(&ana)).await;
+    let mine: Vec<&Value> = list
+        .as_array()
+        .expect("l")
+        .iter()
+        .filter(|s| s["contact"]["id"] == other)
+        .collect();
+    assert_eq!(mine.len(), 1, "one suggestion for the pair: {list}");
+    let sid = mine[0]["id"].as_i64().expect("id");
+    srv.post(
+        &format!("/api/suggestions/{sid}/reject"),
+        Some(&ana),
+        json!({}),
+    )
+    .await;
+    srv.patch(
+        &format!("/api/contacts/{one}"),
+        Some(&ana),
+        json!({"email": "x@example.com"}),
+    )
+    .await;
+    let (_, list) = srv.get("/api/suggestions", Some(&ana)).await;
+    assert!(
+        list.as_array()
+            .expect("l")
+            .iter()
+            .all(|s| s["contact"]["id"] != other && s["candidate"]["id"] != other),
+        "a rejected pair is not suggested again: {list}"
+    );
     // The second visitor's next form lands on the merged contact.
     form(&mut b, "g", "name", json!({"name": "Juan"})).await;
     assert_eq!(contact_of(&srv, &ana, second).await["id"], one);

@@ -247,6 +247,55 @@ macro_rules! live_contact {
     }};
 }
 
+/// Suggests merging `$contact` with every other contact that holds `$claim`'s identifier,
+/// unless the pair was suggested (and perhaps decided) before; evaluates to the new
+/// suggestions' ids. A typed claim never links; this is what it does instead (XB11).
+macro_rules! raise_suggestions {
+    ($conn:expr, $contact:expr, $claim:expr, $now:expr) => {{
+        let contact_id: i64 = $contact;
+        let claim: &Claim = $claim;
+        let others: Vec<i64> = contact_identifiers::table
+            .inner_join(contacts::table)
+            .filter(contact_identifiers::kind.eq(claim.kind.as_str()))
+            .filter(contact_identifiers::value.eq(&claim.value))
+            .filter(contact_identifiers::contact_id.ne(contact_id))
+            .filter(contacts::merged_into.is_null())
+            .filter(contacts::erased_at.is_null())
+            .select(contact_identifiers::contact_id)
+            .load($conn)?;
+        let mut raised: Vec<i64> = Vec::new();
+        for other in others {
+            let known: i64 = merge_suggestions::table
+                .filter(
+                    (merge_suggestions::contact_id
+                        .eq(contact_id)
+                        .and(merge_suggestions::candidate_id.eq(other)))
+                    .or(merge_suggestions::contact_id
+                        .eq(other)
+                        .and(merge_suggestions::candidate_id.eq(contact_id))),
+                )
+                .count()
+                .get_result($conn)?;
+            if known > 0 {
+                continue;
+            }
+            let id: i64 = diesel::insert_into(merge_suggestions::table)
+                .values((
+                    merge_suggestions::contact_id.eq(contact_id),
+                    merge_suggestions::candidate_id.eq(other),
+                    merge_suggestions::kind.eq(claim.kind.as_str()),
+                    merge_suggestions::value.eq(&claim.value),
+                    merge_suggestions::status.eq("pending"),
+                    merge_suggestions::created_at.eq($now),
+                ))
+                .returning(merge_suggestions::id)
+                .get_result($conn)?;
+            raised.push(id);
+        }
+        raised
+    }};
+}
+
 /// Moves everything of contact `$from` into `$into` and records it; evaluates to the ids
 /// of the conversations moved.
 macro_rules! merge_into {
@@ -442,43 +491,8 @@ impl Store {
                     }
                 }
                 // Someone else holds it: never link, suggest (unless decided before).
-                let others: Vec<i64> = contact_identifiers::table
-                    .inner_join(contacts::table)
-                    .filter(contact_identifiers::kind.eq(claim.kind.as_str()))
-                    .filter(contact_identifiers::value.eq(&claim.value))
-                    .filter(contact_identifiers::contact_id.ne(contact_id))
-                    .filter(contacts::merged_into.is_null())
-                    .filter(contacts::erased_at.is_null())
-                    .select(contact_identifiers::contact_id)
-                    .load(conn)?;
-                for other in others {
-                    let known: i64 = merge_suggestions::table
-                        .filter(
-                            (merge_suggestions::contact_id
-                                .eq(contact_id)
-                                .and(merge_suggestions::candidate_id.eq(other)))
-                            .or(merge_suggestions::contact_id
-                                .eq(other)
-                                .and(merge_suggestions::candidate_id.eq(contact_id))),
-                        )
-                        .count()
-                        .get_result(conn)?;
-                    if known > 0 {
-                        continue;
-                    }
-                    let id: i64 = diesel::insert_into(merge_suggestions::table)
-                        .values((
-                            merge_suggestions::contact_id.eq(contact_id),
-                            merge_suggestions::candidate_id.eq(other),
-                            merge_suggestions::kind.eq(claim.kind.as_str()),
-                            merge_suggestions::value.eq(&claim.value),
-                            merge_suggestions::status.eq("pending"),
-                            merge_suggestions::created_at.eq(now),
-                        ))
-                        .returning(merge_suggestions::id)
-                        .get_result(conn)?;
-                    out.suggestions.push(id);
-                }
+                out.suggestions
+                    .extend(raise_suggestions!(conn, contact_id, claim, now));
             }
             if let Some(n) = &name {
                 diesel::update(contacts::table.find(contact_id))
@@ -548,7 +562,8 @@ impl Store {
         })
     }
 
-    /// Settles a pending suggestion: accepted merges its contact into the candidate.
+    /// Settles a pending suggestion in one transaction: accepted merges its contact into
+    /// the candidate; two operators deciding at once cannot both win.
     pub fn decide_suggestion(
         &self,
         id: i64,
@@ -556,8 +571,8 @@ impl Store {
         by: i64,
         now: i64,
     ) -> StoreResult<Option<Merged>> {
-        let (contact, candidate, status): (i64, i64, String) = db_run!(self, |conn| {
-            merge_suggestions::table
+        db_tx!(self, |conn| {
+            let (contact, candidate, status): (i64, i64, String) = merge_suggestions::table
                 .find(id)
                 .select((
                     merge_suggestions::contact_id,
@@ -566,19 +581,13 @@ impl Store {
                 ))
                 .first(conn)
                 .optional()?
-                .ok_or(StoreError::NotFound)?
-        });
-        if status != "pending" {
-            return Err(StoreError::Conflict(format!(
-                "the suggestion is {status} already"
-            )));
-        }
-        let merged = if accept {
-            Some(self.merge_contacts(contact, candidate, Some(by), "suggestion accepted", now)?)
-        } else {
-            None
-        };
-        db_run!(self, |conn| {
+                .ok_or(StoreError::NotFound)?;
+            if status != "pending" {
+                return Err(StoreError::Conflict(format!(
+                    "the suggestion is {status} already"
+                )));
+            }
+            // Settled first: the merge marks the pair's other suggestions superseded.
             diesel::update(merge_suggestions::table.find(id))
                 .set((
                     merge_suggestions::status.eq(if accept { "accepted" } else { "rejected" }),
@@ -586,8 +595,17 @@ impl Store {
                     merge_suggestions::decided_at.eq(now),
                 ))
                 .execute(conn)?;
-        });
-        Ok(merged)
+            if !accept {
+                return Ok(None);
+            }
+            let from = live_contact!(conn, contact);
+            let into = live_contact!(conn, candidate);
+            if from == into {
+                return Ok(None);
+            }
+            let (moved, name) = merge_into!(conn, from, into, Some(by), "suggestion accepted", now);
+            Ok(Some(Merged { into, name, moved }))
+        })
     }
 
     /// Suggestions with a status, newest first.
@@ -743,14 +761,15 @@ impl Store {
     }
 
     /// Applies an operator's edit of the card; a new e-mail or phone follows the identity
-    /// rules as a typed claim (it may raise a suggestion, never a silent link).
+    /// rules as a typed claim (it may raise a suggestion, never a silent link). Returns the
+    /// contact and the suggestions raised.
     pub fn update_contact(
         &self,
         id: i64,
         change: &ContactChange,
         claims: &[Claim],
         now: i64,
-    ) -> StoreResult<Contact> {
+    ) -> StoreResult<(Contact, Vec<i64>)> {
         let id = self.contact(id)?.ok_or(StoreError::NotFound)?.id;
         let opt = |v: &Option<String>| v.as_deref().map(blank_to_none);
         db_tx!(self, |conn| {
@@ -802,16 +821,19 @@ impl Store {
                 .execute(conn)?;
             Ok::<_, StoreError>(())
         })?;
-        if !claims.is_empty() {
-            self.add_claims(id, claims, now)?;
-        }
-        self.contact(id)?.ok_or(StoreError::NotFound)
+        let raised = if claims.is_empty() {
+            Vec::new()
+        } else {
+            self.add_claims(id, claims, now)?
+        };
+        Ok((self.contact(id)?.ok_or(StoreError::NotFound)?, raised))
     }
 
-    /// Adds identifiers to a contact by the identity rules (for the card's edits).
-    fn add_claims(&self, contact_id: i64, claims: &[Claim], now: i64) -> StoreResult<()> {
-        // A scratch visitor would be odd; apply the same rules directly.
+    /// Adds identifiers to a contact by the identity rules (for the card's edits); returns
+    /// the merge suggestions it raised.
+    fn add_claims(&self, contact_id: i64, claims: &[Claim], now: i64) -> StoreResult<Vec<i64>> {
         db_tx!(self, |conn| {
+            let mut raised = Vec::new();
             for claim in claims {
                 let mine: i64 = contact_identifiers::table
                     .filter(contact_identifiers::contact_id.eq(contact_id))
@@ -832,28 +854,9 @@ impl Store {
                         contact_identifiers::created_at.eq(now),
                     ))
                     .execute(conn)?;
-                let others: Vec<i64> = contact_identifiers::table
-                    .inner_join(contacts::table)
-                    .filter(contact_identifiers::kind.eq(claim.kind.as_str()))
-                    .filter(contact_identifiers::value.eq(&claim.value))
-                    .filter(contact_identifiers::contact_id.ne(contact_id))
-                    .filter(contacts::merged_into.is_null())
-                    .select(contact_identifiers::contact_id)
-                    .load(conn)?;
-                for other in others {
-                    diesel::insert_into(merge_suggestions::table)
-                        .values((
-                            merge_suggestions::contact_id.eq(contact_id),
-                            merge_suggestions::candidate_id.eq(other),
-                            merge_suggestions::kind.eq(claim.kind.as_str()),
-                            merge_suggestions::value.eq(&claim.value),
-                            merge_suggestions::status.eq("pending"),
-                            merge_suggestions::created_at.eq(now),
-                        ))
-                        .execute(conn)?;
-                }
+                raised.extend(raise_suggestions!(conn, contact_id, claim, now));
             }
-            Ok::<_, StoreError>(())
+            Ok::<_, StoreError>(raised)
         })
     }
 

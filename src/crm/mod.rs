@@ -8,7 +8,9 @@ pub mod identity;
 
 use crate::error::AppError;
 use crate::model::Named;
+use crate::protocol::ServerFrame;
 use crate::runtime::conversation::SetContact;
+use crate::runtime::hub::Audience;
 use crate::runtime::Runtime;
 use contacts::{Claim, IdKind, Identified};
 use serde::{Deserialize, Serialize};
@@ -76,7 +78,8 @@ impl FormFields {
 }
 
 /// Identifies a visitor by the rules of `contacts::Store::identify`, then gives the open
-/// conversations that changed contact their new header (OC19).
+/// conversations that changed contact their new header (OC19) and tells operators about
+/// new merge suggestions.
 pub async fn identify(
     rt: &Runtime,
     visitor_id: i64,
@@ -89,20 +92,53 @@ pub async fn identify(
         .store
         .call(move |s| s.identify(visitor_id, name.as_deref(), &claims, now))
         .await?;
-    refresh_headers(rt, &done.moved, done.contact_id, &done.name);
+    refresh_headers(rt, &done.moved, done.contact_id, &done.name).await;
+    announce_suggestions(rt, &done.suggestions);
     Ok(done)
 }
 
-/// Tells live conversation actors their contact changed (a merge, a link).
-pub fn refresh_headers(rt: &Runtime, conversations: &[i64], contact_id: i64, name: &str) {
+/// Tells operators that merge suggestions were raised (the console updates its count).
+pub fn announce_suggestions(rt: &Runtime, ids: &[i64]) {
+    if ids.is_empty() {
+        return;
+    }
+    let frame = bytestring::ByteString::from(
+        serde_json::json!({ "type": "suggestions", "new": ids }).to_string(),
+    );
+    rt.core.hub.publish_operators(&frame, Audience::All, None);
+}
+
+/// Gives conversations whose contact changed (a merge, a link, an edit) their new header:
+/// live actors through the actor; the others straight from the database, so no console
+/// keeps a stale name.
+pub async fn refresh_headers(rt: &Runtime, conversations: &[i64], contact_id: i64, name: &str) {
+    let mut asleep = Vec::new();
     for id in conversations {
-        if let Some(addr) = rt.live_conversation(*id) {
-            addr.do_send(SetContact {
+        match rt.live_conversation(*id) {
+            Some(addr) => addr.do_send(SetContact {
                 contact: Some(Named {
                     id: contact_id,
                     name: name.to_string(),
                 }),
-            });
+            }),
+            None => asleep.push(*id),
+        }
+    }
+    announce_from_store(rt, asleep).await;
+}
+
+/// Publishes the stored headers of conversations to the operators.
+pub async fn announce_from_store(rt: &Runtime, conversations: Vec<i64>) {
+    for id in conversations {
+        let record = rt.core.store.call(move |s| s.conversation(id)).await;
+        if let Ok(Some(record)) = record {
+            let mut view = record.view();
+            view.visitor_online = rt.core.visitors_online.contains(&id);
+            let frame = ServerFrame::Conversation {
+                conversation: &view,
+            }
+            .encode();
+            rt.core.hub.publish_operators(&frame, Audience::All, None);
         }
     }
 }

@@ -106,18 +106,19 @@ pub async fn update(
         });
     }
     let now = rt.core.clock.now_ms();
-    let contact = rt
+    let (contact, raised) = rt
         .core
         .store
         .call(move |s| s.update_contact(id, &change, &claims, now))
         .await
         .map_err(not_found)?;
+    crate::crm::announce_suggestions(&rt, &raised);
     // Open conversations show the new name at once (OC19).
     let cid = contact.id;
     let card = rt.core.store.call(move |s| s.contact_card(cid)).await?;
     if let Some(card) = card {
         let open: Vec<i64> = card.conversations.iter().map(|c| c.id).collect();
-        crate::crm::refresh_headers(&rt, &open, contact.id, &contact.name);
+        crate::crm::refresh_headers(&rt, &open, contact.id, &contact.name).await;
     }
     Ok(HttpResponse::Ok().json(contact))
 }
@@ -133,7 +134,7 @@ async fn after_merge(rt: &Runtime, merged: &crate::crm::contacts::Merged) -> Res
     let card = rt.core.store.call(move |s| s.contact_card(into)).await?;
     if let Some(card) = card {
         let all: Vec<i64> = card.conversations.iter().map(|c| c.id).collect();
-        crate::crm::refresh_headers(rt, &all, merged.into, &merged.name);
+        crate::crm::refresh_headers(rt, &all, merged.into, &merged.name).await;
     }
     Ok(())
 }
@@ -277,5 +278,7 @@ pub async fn erase(
             addr.do_send(crate::runtime::conversation::Forget);
         }
     }
+    // Consoles show the erased state now, not at their next reload.
+    crate::crm::announce_from_store(&rt, touched.clone()).await;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "erased": id, "conversations": touched })))
 }

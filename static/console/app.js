@@ -334,6 +334,10 @@ function onFrame(f) {
       }
       break;
     }
+    case 'suggestions':
+      // A visitor's form or a colleague's edit raised merge suggestions (XB11).
+      refreshSuggestionsSoon();
+      break;
     case 'ack': {
       const m = handleAck(f);
       if (m) applyMessage(m);

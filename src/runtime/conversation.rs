@@ -736,9 +736,14 @@ impl Actor for Conversation {
             }
         }
         let idle = Duration::from_secs(self.core.config.conversation_idle_secs);
-        ctx.run_interval(
-            IDLE_CHECK.min(idle.max(Duration::from_secs(1))),
-            move |act, ctx| {
+        let every = IDLE_CHECK.min(idle.max(Duration::from_secs(1)));
+        // Conversations started together check at spread moments, not all at once.
+        let offset = {
+            use rand::Rng;
+            every.mul_f64(rand::thread_rng().gen_range(0.0..1.0))
+        };
+        ctx.run_later(offset, move |_, ctx| {
+            ctx.run_interval(every, move |act, ctx| {
                 act.store_delivered();
                 if act.visitors.is_empty()
                     && act.pending.is_empty()
@@ -746,8 +751,8 @@ impl Actor for Conversation {
                 {
                     ctx.stop();
                 }
-            },
-        );
+            });
+        });
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {

@@ -213,8 +213,19 @@ struct BatchPlan<'a> {
     messages: Vec<&'a NewMessage>,
     /// Per conversation: highest sequence number and latest time in the batch.
     touched: Vec<(i64, i64, i64)>,
+    /// Marks that only move forward, the highest per conversation: the visitor's read mark,
+    /// the operators' read mark, the visitor's delivered mark. Many conversations store
+    /// theirs at once (the idle checks), so each kind is one statement on PostgreSQL.
+    marks: [Vec<(i64, i64)>; 3],
     others: Vec<&'a Write>,
 }
+
+/// The columns of [`BatchPlan::marks`], in order.
+const MARK_COLUMNS: [&str; 3] = [
+    "visitor_read_seq",
+    "operator_read_seq",
+    "visitor_delivered_seq",
+];
 
 impl<'a> BatchPlan<'a> {
     fn new(writes: &[&'a Write]) -> Self {
@@ -222,9 +233,15 @@ impl<'a> BatchPlan<'a> {
             visitors: Vec::new(),
             messages: Vec::with_capacity(writes.len()),
             touched: Vec::new(),
+            marks: [Vec::new(), Vec::new(), Vec::new()],
             others: Vec::new(),
         };
         let mut touched: HashMap<i64, (i64, i64)> = HashMap::new();
+        let mut marks: [HashMap<i64, i64>; 3] = Default::default();
+        let mut mark = |kind: usize, id: i64, seq: i64| {
+            let e = marks[kind].entry(id).or_insert(seq);
+            *e = (*e).max(seq);
+        };
         for w in writes {
             match w {
                 Write::Visitor {
@@ -238,8 +255,24 @@ impl<'a> BatchPlan<'a> {
                     e.0 = e.0.max(m.seq);
                     e.1 = e.1.max(m.created_at);
                 }
+                Write::Read {
+                    conversation_id,
+                    by,
+                    seq,
+                } => mark(
+                    usize::from(*by != AuthorKind::Visitor),
+                    *conversation_id,
+                    *seq,
+                ),
+                Write::Delivered {
+                    conversation_id,
+                    seq,
+                } => mark(2, *conversation_id, *seq),
                 _ => plan.others.push(w),
             }
+        }
+        for (kind, m) in marks.into_iter().enumerate() {
+            plan.marks[kind] = m.into_iter().collect();
         }
         plan.touched = touched
             .into_iter()
@@ -278,22 +311,6 @@ macro_rules! apply_others {
                         ))
                         .execute($conn)?;
                 }
-                Write::Read {
-                    conversation_id,
-                    by,
-                    seq,
-                } => {
-                    let target = conversations::table.find(conversation_id);
-                    if *by == AuthorKind::Visitor {
-                        diesel::update(target.filter(conversations::visitor_read_seq.lt(seq)))
-                            .set(conversations::visitor_read_seq.eq(seq))
-                            .execute($conn)?;
-                    } else {
-                        diesel::update(target.filter(conversations::operator_read_seq.lt(seq)))
-                            .set(conversations::operator_read_seq.eq(seq))
-                            .execute($conn)?;
-                    }
-                }
                 Write::MemberRead {
                     conversation_id,
                     operator_id,
@@ -306,18 +323,6 @@ macro_rules! apply_others {
                             .filter(conversation_members::read_seq.lt(seq)),
                     )
                     .set(conversation_members::read_seq.eq(seq))
-                    .execute($conn)?;
-                }
-                Write::Delivered {
-                    conversation_id,
-                    seq,
-                } => {
-                    diesel::update(
-                        conversations::table
-                            .find(conversation_id)
-                            .filter(conversations::visitor_delivered_seq.lt(seq)),
-                    )
-                    .set(conversations::visitor_delivered_seq.eq(seq))
                     .execute($conn)?;
                 }
                 Write::Assign {
@@ -404,7 +409,10 @@ macro_rules! apply_others {
                         .set(timers::fired_at.eq(at))
                         .execute($conn)?;
                 }
-                Write::Message(_) | Write::Visitor { .. } => {}
+                Write::Message(_)
+                | Write::Visitor { .. }
+                | Write::Read { .. }
+                | Write::Delivered { .. } => {}
             }
         }
     };
@@ -442,6 +450,22 @@ fn commit_sqlite(conn: &mut SqliteConnection, plan: &BatchPlan<'_>) -> StoreResu
             conversations::updated_at.eq(at),
         ))
         .execute(conn)?;
+    }
+    for (kind, marks) in plan.marks.iter().enumerate() {
+        for (id, seq) in marks {
+            let target = conversations::table.find(id);
+            match kind {
+                0 => diesel::update(target.filter(conversations::visitor_read_seq.lt(seq)))
+                    .set(conversations::visitor_read_seq.eq(seq))
+                    .execute(conn)?,
+                1 => diesel::update(target.filter(conversations::operator_read_seq.lt(seq)))
+                    .set(conversations::operator_read_seq.eq(seq))
+                    .execute(conn)?,
+                _ => diesel::update(target.filter(conversations::visitor_delivered_seq.lt(seq)))
+                    .set(conversations::visitor_delivered_seq.eq(seq))
+                    .execute(conn)?,
+            };
+        }
     }
     apply_others!(conn, plan);
     Ok(())
@@ -495,6 +519,20 @@ fn commit_postgres(conn: &mut PgConnection, plan: &BatchPlan<'_>) -> StoreResult
         .bind::<Array<BigInt>, _>(t.iter().map(|t| t.0).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(t.iter().map(|t| t.1).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(t.iter().map(|t| t.2).collect::<Vec<_>>())
+        .execute(conn)?;
+    }
+    for (marks, column) in plan.marks.iter().zip(MARK_COLUMNS) {
+        if marks.is_empty() {
+            continue;
+        }
+        // The column name comes from a constant list, never from input.
+        diesel::sql_query(format!(
+            "UPDATE conversations AS c SET {column} = u.seq \
+             FROM UNNEST($1::bigint[], $2::bigint[]) AS u(id, seq) \
+             WHERE c.id = u.id AND c.{column} < u.seq"
+        ))
+        .bind::<Array<BigInt>, _>(marks.iter().map(|m| m.0).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(marks.iter().map(|m| m.1).collect::<Vec<_>>())
         .execute(conn)?;
     }
     apply_others!(conn, plan);

@@ -182,25 +182,41 @@ impl Store {
         }
     }
 
-    /// For SQLite, starts a thread that indexes new messages every `every`; it ends when
-    /// `stop` is set. Does nothing on PostgreSQL.
+    /// Starts a thread that keeps the full-text index current off the commit path, every
+    /// `every`, until `stop` is set: on SQLite it indexes new messages; on PostgreSQL it
+    /// merges the GIN index's pending list, so no committing transaction has to.
     pub fn spawn_indexer(
         &self,
         every: std::time::Duration,
         stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     ) -> std::io::Result<()> {
-        if !matches!(self.pool, Pool::Sqlite(_)) {
-            return Ok(());
-        }
         let store = self.clone();
         std::thread::Builder::new()
             .name("charla-indexer".into())
             .spawn(move || {
                 use std::sync::atomic::Ordering;
+                let mut warned = false;
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(every);
-                    if let Err(e) = store.index_pending() {
-                        tracing::warn!(error = %e, "full-text indexing failed; retrying");
+                    let done = match &store.pool {
+                        Pool::Sqlite(_) => store.index_pending().map(|_| ()),
+                        Pool::Postgres(pool) => pool
+                            .get()
+                            .map_err(super::StoreError::from)
+                            .and_then(|mut c| {
+                                c.batch_execute(
+                                    "SELECT gin_clean_pending_list('messages_fts'::regclass)",
+                                )
+                                .map_err(super::StoreError::from)
+                            }),
+                    };
+                    match done {
+                        Ok(()) => warned = false,
+                        Err(e) if !warned => {
+                            tracing::warn!(error = %e, "full-text index upkeep failed; retrying");
+                            warned = true;
+                        }
+                        Err(_) => {}
                     }
                 }
             })

@@ -202,8 +202,9 @@ pub async fn change_operator(
     change: OperatorChange,
 ) -> Result<Operator, AppError> {
     if let Some(c) = change.capacity {
-        if !(0..=1000).contains(&c) {
-            return Err(AppError::bad_request("capacity must be 0 to 1000"));
+        // Up to 10,000: an operator account may be a bot, or a load test's.
+        if !(0..=10_000).contains(&c) {
+            return Err(AppError::bad_request("capacity must be 0 to 10000"));
         }
     }
     if let Some(m) = &change.display_mode {

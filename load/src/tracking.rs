@@ -15,6 +15,7 @@ const RETRYABLE: &[&str] = &["busy", "storage_unavailable"];
 struct Sent {
     at: Instant,
     frame: String,
+    timed: bool,
 }
 
 /// Messages sent and not yet acknowledged.
@@ -22,8 +23,11 @@ struct Sent {
 pub struct Outbox {
     pending: HashMap<String, Sent>,
     retry: VecDeque<(Instant, String)>,
-    /// Send → ack latency (from the first send, retries included).
+    /// Send → ack latency (from the first send, retries included) of timed messages.
     pub ack_latency: Hist,
+    /// While set, new messages are counted but not timed (a scenario's warm-up, such as
+    /// the messages that open conversations before the measured phase).
+    pub warming_up: bool,
     /// Acknowledged messages: `(client_id, conversation_id)`.
     pub acked: Vec<(String, i64)>,
     /// `error` frames by code.
@@ -55,6 +59,7 @@ impl Outbox {
             Sent {
                 at: Instant::now(),
                 frame: frame.clone(),
+                timed: !self.warming_up,
             },
         );
         frame
@@ -72,7 +77,9 @@ impl Outbox {
             self.unexpected_acks += 1;
             return None;
         };
-        self.ack_latency.record(sent.at.elapsed());
+        if sent.timed {
+            self.ack_latency.record(sent.at.elapsed());
+        }
         if f.duplicate == Some(true) {
             self.duplicate_acks += 1;
         }
@@ -133,8 +140,10 @@ pub struct Inbox {
     pub frames: u64,
     /// `client_id` → (times received, first seq), for the messages this socket answers for.
     received: HashMap<String, (u32, i64)>,
-    /// Stamp in the body → receipt.
+    /// Stamp in the body → receipt, for messages stamped at or after `timed_from_us`.
     pub delivery_latency: Hist,
+    /// Messages stamped earlier (a scenario's warm-up) are delivered but not timed.
+    pub timed_from_us: u64,
     /// The same `client_id` received again under a different seq (stored twice).
     pub stored_twice: u64,
 }
@@ -160,7 +169,8 @@ impl Inbox {
             }
             return false;
         }
-        if let Some(sent) = f.body.as_deref().and_then(body_sent_us) {
+        let stamp = f.body.as_deref().and_then(body_sent_us);
+        if let Some(sent) = stamp.filter(|&t| t >= self.timed_from_us) {
             self.delivery_latency
                 .record_us(now_us().saturating_sub(sent));
         }
@@ -203,6 +213,39 @@ mod tests {
         assert_eq!(conv, Some(7));
         assert_eq!((ob.in_flight(), out.load(Ordering::Relaxed)), (0, 0));
         assert_eq!(ob.codes.total(), 1);
+    }
+
+    #[test]
+    fn warm_up_messages_are_counted_but_not_timed() {
+        let live = Live::default();
+        let out = AtomicI64::new(0);
+        let mut ob = Outbox {
+            warming_up: true,
+            ..Outbox::default()
+        };
+        ob.send("opener".into(), "F0".into(), &live, &out);
+        ob.warming_up = false;
+        ob.send("measured".into(), "F1".into(), &live, &out);
+        for cid in ["opener", "measured"] {
+            let ack = format!(
+                r#"{{"type":"ack","client_id":"{cid}","conversation_id":7,"seq":2,"duplicate":false}}"#
+            );
+            assert_eq!(ob.on_ack(&frame(&ack), &live, &out), Some(7));
+        }
+        assert_eq!((ob.acked.len(), ob.ack_latency.len()), (2, 1));
+
+        let mut ib = Inbox {
+            timed_from_us: 100,
+            ..Inbox::default()
+        };
+        let early = frame(
+            r#"{"type":"message","conversation_id":1,"seq":1,"client_id":"a","body":"x t=99"}"#,
+        );
+        let late = frame(
+            r#"{"type":"message","conversation_id":1,"seq":2,"client_id":"b","body":"x t=100"}"#,
+        );
+        assert!(ib.deliver(&early) && ib.deliver(&late));
+        assert_eq!(ib.delivery_latency.len(), 1);
     }
 
     #[test]

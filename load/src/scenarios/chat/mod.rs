@@ -48,6 +48,8 @@ struct Shared {
     /// Deliveries that happened after the measured phase began.
     delivered_in_run: AtomicU64,
     run_start: OnceLock<Instant>,
+    /// The same moment on the clock message stamps use.
+    run_start_us: OnceLock<u64>,
     visitors: usize,
     operators: usize,
     /// Messages per second per visitor, when paced.
@@ -56,6 +58,13 @@ struct Shared {
 }
 
 impl Shared {
+    /// Messages stamped before the measured phase (the conversation-opening ones of the
+    /// setup, and the replies to them) are checked and counted but not timed: they
+    /// measure a burst of openings, which `burst` reports on its own.
+    fn timed_from_us(&self) -> u64 {
+        self.run_start_us.get().copied().unwrap_or(u64::MAX)
+    }
+
     fn delivered(&self) {
         Live::bump(&self.live.delivered);
         if self.run_start.get().is_some() {
@@ -98,6 +107,7 @@ pub async fn run(opts: &Options, target: &Target) -> Result<Report, String> {
         outstanding: AtomicI64::new(0),
         delivered_in_run: AtomicU64::new(0),
         run_start: OnceLock::new(),
+        run_start_us: OnceLock::new(),
         visitors: opts.visitors,
         operators: opts.operators,
         per_visitor_rate: opts.rate.map(|r| r / 2.0 / opts.visitors as f64),
@@ -157,6 +167,7 @@ pub async fn run(opts: &Options, target: &Target) -> Result<Report, String> {
         return Err("no visitor could open a conversation".into());
     }
 
+    let _ = shared.run_start_us.set(client::now_us());
     let _ = shared.run_start.set(Instant::now());
     let _ = phase_tx.send(Phase::Run);
     tokio::time::sleep(duration).await;
@@ -262,6 +273,7 @@ async fn visitor(
         r.outbox.send(cid, frame, &sh.live, &sh.outstanding)
     };
     // The first message opens the conversation; the window opens once it is acked.
+    r.outbox.warming_up = true;
     let opener = vec![new_message(&mut r)];
     let mut result = client::send_all(&mut ws, opener).await;
     let tick = match sh.per_visitor_rate {
@@ -280,6 +292,8 @@ async fn visitor(
         if now_phase == Phase::Stop {
             break;
         }
+        r.outbox.warming_up = now_phase < Phase::Run;
+        r.inbox.timed_from_us = sh.timed_from_us();
         let mut out = r.outbox.due_retries();
         if let (Phase::Run, Some(_)) = (now_phase, r.conversation) {
             match (sh.per_visitor_rate, sh.run_start.get()) {
@@ -401,6 +415,7 @@ async fn operator(
         if now_phase == Phase::Stop {
             break;
         }
+        r.inbox.timed_from_us = sh.timed_from_us();
         let mut out = r.outbox.due_retries();
         out.append(&mut replies);
         if let Err(e) = client::send_all(&mut ws, out).await {
@@ -412,7 +427,9 @@ async fn operator(
                 let mut ev = Some(ev);
                 let mut batch = 0;
                 while let Some(e) = ev.take() {
-                    let replying = *phase.borrow() < Phase::Drain;
+                    let now_phase = *phase.borrow();
+                    let replying = now_phase < Phase::Drain;
+                    r.outbox.warming_up = now_phase < Phase::Run;
                     match operator_event(j, &mut r, e, &sh) {
                         Ok(Some(answer)) if replying => {
                             let cid = format!("o{j}-{n}");

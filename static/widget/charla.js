@@ -430,6 +430,21 @@
     if (typeof state.offers !== 'object' || state.offers === null) state.offers = {};
   }
 
+  // Timers and times the code below (and `forgetVisitor`, which may run right away) uses.
+  /** The pending save of the history cache (see `saveHistory`). */
+  let saveTimer = null;
+  /** The pending name form (CF2), until its delay has passed. */
+  let nameFormTimer = null;
+  /**
+   * When this visitor first saw the greeting (ms since the epoch). Kept in storage so the
+   * name form's delay (CF2) runs once per visitor, not again on every page of the site: a
+   * visitor who leaves before it falls due gets the form as soon as they are back (XB9).
+   */
+  let greetingShownAt = (() => {
+    const at = store.get('greeted', null);
+    return Number.isFinite(at) && at <= Date.now() ? at : null;
+  })();
+
   // A token issued for one signed user (or for an anonymous visitor) is not reused for
   // another: on a shared computer, the next person must not see the last one's chat.
   if (state.token && (store.get('user') || null) !== (IDENTITY ? IDENTITY.user_id : null)) {
@@ -443,7 +458,6 @@
   }
 
   /** Saves the history cache soon (once per burst of frames, and before the page goes). */
-  let saveTimer = null;
   function saveHistory() {
     if (saveTimer) return;
     saveTimer = setTimeout(saveHistoryNow, 0);
@@ -508,7 +522,10 @@
     state.offers = {};
     clearTimeout(saveTimer);
     saveTimer = null;
-    for (const k of ['token', 'conversation', 'number', 'history', 'seq', 'forms', 'offers', 'user', 'continued']) store.remove(k);
+    for (const k of ['token', 'conversation', 'number', 'history', 'seq', 'forms', 'offers', 'user', 'continued', 'greeted']) store.remove(k);
+    greetingShownAt = null;
+    clearTimeout(nameFormTimer);
+    nameFormTimer = null;
     if (view) {
       cancelReply();
       view.resetConversation();
@@ -1201,7 +1218,6 @@
 
   // ---- Opening and closing --------------------------------------------------------------
 
-  let greetingShownAt = null;
 
   function openPanel() {
     state.open = true;
@@ -1294,7 +1310,10 @@
   /** What to show once the settings are known and the panel is open. */
   function afterConfig() {
     if (!state.config || !state.open) return;
-    if (greetingShownAt === null) greetingShownAt = Date.now();
+    if (greetingShownAt === null) {
+      greetingShownAt = Date.now();
+      store.set('greeted', greetingShownAt);
+    }
     renderGreeting();
     decideForms();
     renderComposerState();
@@ -1774,7 +1793,6 @@
   // Forms: pre-chat (ID7), "please type your name" (CF2), offline (CF7)
   // =====================================================================================
 
-  let nameFormTimer = null;
   /** The inputs, error line and button of each form card. */
   const formParts = new WeakMap();
 

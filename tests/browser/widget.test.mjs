@@ -27,6 +27,7 @@ import {
   countInWidget,
   demoPage,
   embedPage,
+  embedUrl,
   history,
   http,
   noErrors,
@@ -115,6 +116,7 @@ for (const backend of tested) {
         (channels[name] = (await http(server, admin.token, 'POST', '/api/channels', { name, title, kind: 'web', ...body })).id);
       await add('pre', 'Pre-chat', { settings: settings({ prechat: { name: 'optional', email: 'required', phone: 'off' } }) });
       await add('members', 'Members area', { settings: settings({ require_identity: true }) });
+      await add('later', 'Later form', { settings: settings({ name_form_delay_secs: 4 }) });
       // The administrator's console is online: channels without a team can answer.
       desk = await openDesk(browser, server);
       await desk.connect('admin', admin.token);
@@ -165,6 +167,32 @@ for (const backend of tested) {
       await page.reload();
       await w(page, '.panel').waitFor();
       await sleep(2500);
+      assert.equal(await w(page, '.card.name').count(), 0);
+      await noErrors(page);
+      await page.context().close();
+    });
+
+    test("the name form's delay runs once per visitor, not again on every page: back after it fell due, the form is there at once (CF2, XB9)", { timeout: TIMEOUT }, async () => {
+      const page = await embedPage(browser, server, { attrs: { channel: 'later' } });
+      const url = page.url();
+      const opened = Date.now();
+      await openWidget(page);
+      assert.equal(await w(page, '.card.name').count(), 0, 'the name form waits for its delay (4 s)');
+      // The visitor goes to another site before the form is due, and comes back after.
+      await page.goto('about:blank');
+      await sleep(Math.max(0, opened + 4500 - Date.now()));
+      await page.goto(url);
+      await w(page, '.panel').waitFor(); // it was open: it opens again
+      // Counted from the first greeting, the form is due already: no new 4 s wait.
+      await w(page, '.card.name').waitFor({ timeout: 2000 });
+      assert.equal(await w(page, '.card.name').count(), 1);
+      await w(page, '.card.name input[name="name"]').fill('Lola Later');
+      await w(page, '.card.name button[type="submit"]').click();
+      await w(page, '.card.name').waitFor({ state: 'detached' });
+      // Answered: never asked again on the next page.
+      await page.goto(url);
+      await w(page, '.panel').waitFor();
+      await sleep(1000);
       assert.equal(await w(page, '.card.name').count(), 0);
       await noErrors(page);
       await page.context().close();
@@ -563,6 +591,24 @@ for (const backend of tested) {
       assert.equal(card.name, 'Marta Member');
       assert.equal(await w(page, '.card.name').count(), 0, 'the site gave the name: no name form');
       await noErrors(page);
+
+      // On a shared computer the next signed-in user of the site does not get Marta's chat:
+      // the stored token belonged to another user, so the widget starts afresh.
+      const tokenKey = `charla:${server.url}:members:token`;
+      const martaToken = await page.evaluate((key) => localStorage.getItem(key), tokenKey);
+      const nextUser = `member-${backend}-44`;
+      const nextSignature = crypto.createHmac('sha256', secret).update(nextUser).digest('hex');
+      await page.goto(embedUrl(server, { attrs: { channel: 'members', 'user-id': nextUser, 'user-signature': nextSignature, 'user-name': 'Nico Next' } }));
+      await w(page, '.panel').waitFor(); // it was open: it opens again
+      await until('the greeting', async () => (await w(page, '.greeting .bubble').count()) === 1);
+      await send(page, 'Hello, I am the next user');
+      await sent(page, 'Hello, I am the next user');
+      assert.equal(await w(page, '.item.visitor').filter({ hasText: 'I am logged in' }).count(), 0, "Marta's chat is not shown");
+      const nextToken = await page.evaluate((key) => localStorage.getItem(key), tokenKey);
+      assert.ok(nextToken && nextToken !== martaToken, 'a new visitor token');
+      const nextId = await storedConversation(page, server, 'members');
+      assert.notEqual(nextId, id);
+      await noErrors(page);
       await page.context().close();
 
       const forged = await embedPage(browser, server, {
@@ -578,7 +624,7 @@ for (const backend of tested) {
       const token = await forged.evaluate((key) => localStorage.getItem(key), `charla:${server.url}:members:token`);
       assert.equal(token, null, 'no visitor was made');
       const all = await http(server, admin.token, 'GET', '/api/conversations?channel=members&status=all');
-      assert.deepEqual(all.map((c) => c.id), [id]);
+      assert.deepEqual(all.map((c) => c.id).sort((a, b) => a - b), [id, nextId].sort((a, b) => a - b), 'the forged identity opened nothing');
       await noErrors(forged);
       await forged.context().close();
     });

@@ -18,3 +18,10 @@ pub mod protocol;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;
+
+/// Every binary linked with Charla (the server, the load harness that re-executes itself as
+/// the server, the tests) allocates with jemalloc: under load glibc's malloc spent about a
+/// quarter of the server's CPU consolidating its free lists (docs/BENCHMARKS.md, "Where the
+/// time goes").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -33,14 +33,20 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// indexes what is left first).
 const INDEX_EVERY: Duration = Duration::from_millis(250);
 
+/// The one line a start stops with when the database cannot be opened: it names the
+/// setting, and the driver's own text (libpq's runs over several lines) is folded into it.
+pub fn database_error(e: impl std::fmt::Display) -> String {
+    let why = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+    format!("cannot open the database (CHARLA_DATABASE_URL): {why}")
+}
+
 /// Opens the database and applies its migrations.
 pub fn open_store(cfg: &Config) -> Result<Store, String> {
     open_store_with(cfg, false)
 }
 
 fn open_store_with(cfg: &Config, background_checkpoints: bool) -> Result<Store, String> {
-    let store = Store::open_with(cfg, background_checkpoints)
-        .map_err(|e| format!("cannot open the database: {e}"))?;
+    let store = Store::open_with(cfg, background_checkpoints).map_err(database_error)?;
     store.migrate().map_err(|e| e.to_string())?;
     store
         .ensure_channel_secrets()
@@ -171,10 +177,12 @@ fn worker_count(cfg: &Config) -> usize {
 }
 
 impl Server {
-    /// Graceful shutdown: closes every websocket with 1001 "going away", stops accepting
-    /// and lets HTTP requests finish, then commits whatever the persister still holds.
+    /// Graceful shutdown: stops accepting, closes every websocket with 1001 "going away",
+    /// lets HTTP requests finish, then commits whatever the persister still holds.
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
+        // Stop accepting first, so no client reconnects into a server about to go.
+        self.handle.pause().await;
         self.runtime.core.hub.shutdown_all();
         // Let the sessions write their close frames before the workers stop.
         for _ in 0..50 {

@@ -68,8 +68,7 @@ fn run(mut args: Vec<String>) -> Result<(), String> {
         [] | ["serve"] => serve(Config::load(config_file.as_deref()).map_err(|e| e.to_string())?),
         ["migrate"] => {
             let cfg = Config::load(config_file.as_deref()).map_err(|e| e.to_string())?;
-            let store = charla::store::Store::open(&cfg)
-                .map_err(|e| format!("cannot open the database: {e}"))?;
+            let store = charla::store::Store::open(&cfg).map_err(charla::app::database_error)?;
             let n = store.migrate().map_err(|e| e.to_string())?;
             println!(
                 "applied {n} migration(s) to the {} database",

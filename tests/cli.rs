@@ -60,7 +60,11 @@ fn an_unreachable_database_is_a_clear_error() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot open the database"), "{err}");
+    assert!(
+        err.contains("cannot open the database (CHARLA_DATABASE_URL)"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
 }
 
 async fn operator_add_reads_the_password_from_stdin(db: TestDb) {
@@ -154,3 +158,86 @@ async fn health_and_metrics(db: TestDb) {
     srv.stop().await;
 }
 both_backends!(health, health_and_metrics);
+
+#[actix_rt::test]
+async fn health_says_unavailable_while_the_database_refuses_connections() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    // Only PostgreSQL can be taken away from under a running server; SQLite is a file the
+    // server holds open.
+    let Some(db) = TestDb::postgres() else {
+        return;
+    };
+    let srv = TestServer::start(&db).await;
+    let (status, _) = srv.get("/healthz", None).await;
+    assert_eq!(status, 200);
+    let name = db.url.rsplit('/').next().expect("database name").to_string();
+    let mut admin =
+        diesel::PgConnection::establish(&format!("{}/postgres", common::postgres_base()))
+            .expect("admin connection");
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ))
+        .expect("cut the server off");
+    let (status, health) = srv.get("/healthz", None).await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["status"], "unavailable");
+    admin
+        .batch_execute(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"))
+        .expect("let it back");
+    // The pool replaces its broken connections and health comes back.
+    let mut healthy = false;
+    for _ in 0..50 {
+        if srv.get("/healthz", None).await.0 == 200 {
+            healthy = true;
+            break;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(healthy, "health came back with the database");
+    srv.stop().await;
+}
+
+#[actix_rt::test]
+async fn serve_without_configuration_creates_its_sqlite_database_in_wal_mode() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut cmd = charla();
+    // Nothing but the port (8080 may be taken on a test machine).
+    for (var, _) in std::env::vars().filter(|(k, _)| k.starts_with("CHARLA_")) {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("CHARLA_ADDR", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let mut healthy = false;
+    for _ in 0..300 {
+        let res = awc::Client::new()
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await;
+        if res.is_ok_and(|r| r.status().is_success()) {
+            healthy = true;
+            break;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let db = dir.path().join("charla.db");
+    let wal = dir.path().join("charla.db-wal");
+    let (db_exists, wal_exists) = (db.exists(), wal.exists());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(healthy, "the server answered /healthz");
+    assert!(db_exists, "charla.db was created in the working folder");
+    assert!(wal_exists, "the database is in WAL mode (charla.db-wal exists)");
+}

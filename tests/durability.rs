@@ -404,3 +404,116 @@ both_backends!(
     pending_notification_survives_kill,
     a_notification_pending_at_a_kill_is_sent_once_after_restart
 );
+
+/// `(transactions, writes)` the persister has committed so far, from `/metrics`.
+async fn batches_so_far(srv: &TestServer) -> (f64, f64) {
+    let (_, text) = srv.get("/metrics", None).await;
+    let text = text.as_str().expect("text").to_string();
+    let read = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} in:\n{text}"))
+    };
+    (
+        read("charla_persist_batch_size_count "),
+        read("charla_persist_batch_size_sum "),
+    )
+}
+
+async fn writes_that_arrive_together_share_a_transaction(db: TestDb) {
+    const VISITORS: usize = 4;
+    const EACH: usize = 25;
+    let srv = TestServer::start(&db).await;
+    let mut visitors = Vec::new();
+    for v in 0..VISITORS {
+        let (mut ws, _) = srv.new_visitor().await;
+        ws.say(&format!("open{v}"), "hello").await;
+        visitors.push(ws);
+    }
+    let (batches_before, writes_before) = batches_so_far(&srv).await;
+    // Hold the database so that the messages pile up behind the commit in progress.
+    let lock = WriteLock::take(&db);
+    for (v, ws) in visitors.iter_mut().enumerate() {
+        for i in 0..EACH {
+            ws.send(json!({"type": "message", "client_id": format!("b{v}-{i}"), "body": "together"}))
+                .await;
+        }
+    }
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    lock.release();
+    for ws in visitors.iter_mut() {
+        let mut acks = 0;
+        while acks < EACH {
+            if ws.next().await["type"] == "ack" {
+                acks += 1;
+            }
+        }
+    }
+    let (batches_after, writes_after) = batches_so_far(&srv).await;
+    let (batches, writes) = (
+        batches_after - batches_before,
+        writes_after - writes_before,
+    );
+    assert!(writes >= (VISITORS * EACH) as f64, "{writes} writes");
+    // One transaction per message would make it 100; the pile-up goes out in a few.
+    assert!(
+        batches <= 10.0,
+        "{batches} transactions for {writes} writes: the persister did not batch"
+    );
+    srv.stop().await;
+}
+both_backends!(group_commit, writes_that_arrive_together_share_a_transaction);
+
+async fn sigterm_closes_with_going_away_and_commits_what_was_pending(mut db: TestDb) {
+    const PENDING: usize = 30;
+    let dir = db.scratch();
+    let port = free_port();
+    let mut child = spawn_binary(&db.url, port, &dir);
+    wait_healthy(port).await;
+    let mut ws = Ws::connect(&format!("ws://127.0.0.1:{port}/ws/visitor")).await;
+    ws.send(json!({"type": "hello"})).await;
+    ws.next_of("welcome").await;
+    let cid = ws.say("first", "before the signal").await["conversation_id"]
+        .as_i64()
+        .expect("conversation id");
+
+    // Writes the database has not taken yet when the signal comes.
+    let lock = WriteLock::take(&db);
+    for i in 0..PENDING {
+        ws.send(json!({"type": "message", "client_id": format!("p{i}"), "body": format!("pending {i}")}))
+            .await;
+    }
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    assert_eq!(
+        ws.wait_close().await,
+        Some(1001),
+        "the socket is closed with going-away, before the pending writes are done"
+    );
+    lock.release();
+    let status = child.wait().expect("the server exits");
+    assert!(status.success(), "a clean exit after SIGTERM: {status}");
+
+    let mut cfg = common::test_config(&db);
+    cfg.database_url = db.url.clone();
+    let store = charla::app::open_store(&cfg).expect("database opens");
+    let stored = store
+        .messages_between(cid, 0, i64::MAX, 1000, false)
+        .expect("history");
+    let mut ids: Vec<String> = stored.iter().filter_map(|m| m.client_id.clone()).collect();
+    ids.sort();
+    let mut expected: Vec<String> = (0..PENDING)
+        .map(|i| format!("p{i}"))
+        .chain(["first".to_string()])
+        .collect();
+    expected.sort();
+    assert_eq!(ids, expected, "every pending write was committed, once");
+}
+both_backends!(
+    sigterm,
+    sigterm_closes_with_going_away_and_commits_what_was_pending
+);

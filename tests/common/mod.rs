@@ -52,7 +52,8 @@ pub struct TestDb {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-fn postgres_base() -> String {
+/// The PostgreSQL server the tests use, without a database name.
+pub fn postgres_base() -> String {
     std::env::var("CHARLA_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
 }

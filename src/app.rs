@@ -10,7 +10,10 @@ use crate::runtime::{hub::Hub, Core, Runtime};
 use crate::store::Store;
 use crate::telemetry::{self, Metrics};
 use actix::Actor;
-use actix_web::{dev::ServerHandle, web, App, HttpServer};
+use actix_http::{HttpService, KeepAlive};
+use actix_service::{fn_service, map_config};
+use actix_web::dev::{AppConfig, ServerHandle};
+use actix_web::{web, App};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,7 +39,11 @@ const INDEX_EVERY: Duration = Duration::from_millis(250);
 /// The one line a start stops with when the database cannot be opened: it names the
 /// setting, and the driver's own text (libpq's runs over several lines) is folded into it.
 pub fn database_error(e: impl std::fmt::Display) -> String {
-    let why = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+    let why = e
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     format!("cannot open the database (CHARLA_DATABASE_URL): {why}")
 }
 
@@ -127,32 +134,50 @@ pub async fn start_with_clock(cfg: Config, clock: SharedClock) -> Result<Server,
     };
     let data = web::Data::new(runtime.clone());
     let static_dir = cfg.static_dir.clone();
-    let server = HttpServer::new(move || {
-        let static_dir = static_dir.clone();
-        App::new()
-            .app_data(data.clone())
-            .wrap_fn(crate::http::headers::secure)
-            .configure(move |c| crate::http::routes(c, &static_dir))
-    })
-    // Small frames must leave at once: without TCP_NODELAY, Nagle's algorithm holds an ack
-    // back until the client's delayed ACK (up to 40 ms) whenever two frames follow closely.
-    .on_connect(|conn, _ext| {
-        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-            let _ = tcp.set_nodelay(true);
-        }
-    })
-    .workers(threads)
-    .backlog(4096)
-    .max_connections(100_000)
-    .disable_signals()
-    .shutdown_timeout(cfg.shutdown_timeout_secs)
-    .bind(cfg.addr)
-    .map_err(|e| format!("cannot listen on {} (CHARLA_ADDR): {e}", cfg.addr))?;
-    let addr = server
-        .addrs()
-        .first()
-        .copied()
-        .ok_or_else(|| "the server bound no address".to_string())?;
+    let listener = listen(cfg.addr)
+        .map_err(|e| format!("cannot listen on {} (CHARLA_ADDR): {e}", cfg.addr))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("the server bound no address: {e}"))?;
+    let builder = actix_server::Server::build();
+    let closing = builder.graceful_shutdown_signal();
+    let sockets = runtime.clone();
+    // What actix-web's HttpServer builds, with one addition: upgrade requests go to the
+    // websocket transport (`http::websocket`) instead of staying in the HTTP/1 dispatcher.
+    let server = builder
+        .workers(threads)
+        .backlog(LISTEN_BACKLOG)
+        .max_concurrent_connections(100_000)
+        .disable_signals()
+        .shutdown_timeout(cfg.shutdown_timeout_secs)
+        .listen("charla", listener, move || {
+            let static_dir = static_dir.clone();
+            let app = App::new()
+                .app_data(data.clone())
+                .wrap_fn(crate::http::headers::secure)
+                .configure(move |c| crate::http::routes(c, &static_dir));
+            let sockets = sockets.clone();
+            let closing = closing.clone();
+            HttpService::build()
+                .keep_alive(KeepAlive::default())
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                // Small frames must leave at once: without TCP_NODELAY, Nagle's algorithm
+                // holds an ack back until the client's delayed ACK (up to 40 ms) whenever
+                // two frames follow closely.
+                .tcp_nodelay(true)
+                .local_addr(addr)
+                .graceful_shutdown_signal(move || {
+                    let closing = closing.clone();
+                    async move { closing.notified().await }
+                })
+                .upgrade(fn_service(move |(req, framed)| {
+                    crate::http::websocket::serve(sockets.clone(), req, framed)
+                }))
+                .finish(map_config(app, |_| AppConfig::default()))
+                .tcp()
+        })
+        .map_err(|e| format!("cannot listen on {} (CHARLA_ADDR): {e}", cfg.addr))?;
     let server = server.run();
     let handle = server.handle();
     let done = tokio::spawn(server);
@@ -164,6 +189,21 @@ pub async fn start_with_clock(cfg: Config, clock: SharedClock) -> Result<Server,
         done,
         stop_background,
     })
+}
+
+/// Connections the kernel queues before the server accepts them (a crowd arriving at once).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the listening socket with a deep accept queue.
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)?.into_std()
 }
 
 fn worker_count(cfg: &Config) -> usize {

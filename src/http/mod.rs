@@ -1,5 +1,5 @@
 //! HTTP routes: thin handlers that check who is asking and call into the store or the
-//! runtime. Websocket upgrades hand the socket to a session actor.
+//! runtime. Websocket upgrades go to `websocket`, which hands the socket to a session actor.
 
 pub mod account;
 pub mod admin;
@@ -8,17 +8,12 @@ pub mod crm;
 pub mod files;
 pub mod headers;
 pub mod mail;
+pub mod websocket;
 pub mod widget;
 
 use crate::error::{AppError, ErrorCode};
-use crate::runtime::operator::OperatorSession;
-use crate::runtime::session::{
-    codec_limit, undecoded_limit, BoundedPayload, Drained, MeteredOutput, Undecoded,
-};
-use crate::runtime::visitor::VisitorSession;
 use crate::runtime::Runtime;
-use actix_web::{error::JsonPayloadError, web, HttpRequest, HttpResponse};
-use actix_web_actors::ws;
+use actix_web::{error::JsonPayloadError, web, HttpResponse};
 
 /// Largest JSON body the HTTP API accepts.
 const MAX_JSON_BODY: usize = 64 * 1024;
@@ -42,8 +37,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, static_dir: &std::path::Path) {
     )
     .route("/healthz", web::get().to(healthz))
     .route("/metrics", web::get().to(metrics))
-    .route("/ws/visitor", web::get().to(visitor_ws))
-    .route("/ws/operator", web::get().to(operator_ws))
+    .route("/ws/visitor", web::get().to(websocket_only))
+    .route("/ws/operator", web::get().to(websocket_only))
     .route("/files/{id}/{name}", web::get().to(files::download))
     .route("/continue", web::get().to(mail::continue_page))
     .service(
@@ -199,44 +194,10 @@ async fn metrics(rt: web::Data<Runtime>) -> HttpResponse {
         .body(rt.core.metrics.render())
 }
 
-/// Upgrades to a websocket served by `session`, with the input bounded and the output
-/// metered (see `runtime::session`).
-fn start_session<A>(
-    session: A,
-    req: &HttpRequest,
-    stream: web::Payload,
-    rt: &Runtime,
-    undecoded: Undecoded,
-    drained: Drained,
-) -> Result<HttpResponse, actix_web::Error>
-where
-    A: actix::Actor<Context = ws::WebsocketContext<A>>
-        + actix::StreamHandler<Result<ws::Message, ws::ProtocolError>>,
-{
-    let max = rt.core.config.max_frame_bytes;
-    let input = BoundedPayload::new(stream, undecoded, undecoded_limit(max));
-    let codec = actix_http::ws::Codec::new().max_size(codec_limit(max));
-    let mut res = ws::handshake(req)?;
-    let output = ws::WebsocketContext::with_codec(session, input, codec);
-    Ok(res.streaming(MeteredOutput::new(Box::pin(output), drained)))
-}
-
-async fn visitor_ws(
-    req: HttpRequest,
-    stream: web::Payload,
-    rt: web::Data<Runtime>,
-) -> Result<HttpResponse, actix_web::Error> {
-    let (undecoded, drained) = (Undecoded::default(), Drained::default());
-    let session = VisitorSession::new(rt.get_ref().clone(), undecoded.clone(), drained.clone());
-    start_session(session, &req, stream, &rt, undecoded, drained)
-}
-
-async fn operator_ws(
-    req: HttpRequest,
-    stream: web::Payload,
-    rt: web::Data<Runtime>,
-) -> Result<HttpResponse, actix_web::Error> {
-    let (undecoded, drained) = (Undecoded::default(), Drained::default());
-    let session = OperatorSession::new(rt.get_ref().clone(), undecoded.clone(), drained.clone());
-    start_session(session, &req, stream, &rt, undecoded, drained)
+/// `/ws/visitor` and `/ws/operator` asked for without an upgrade: the upgrade itself never
+/// reaches the application, the websocket transport (`websocket`) takes it first.
+async fn websocket_only() -> Result<HttpResponse, AppError> {
+    Err(AppError::bad_request(
+        "this address serves a websocket: send an upgrade request",
+    ))
 }

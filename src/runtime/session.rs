@@ -1,7 +1,7 @@
 //! What visitor and operator sessions share: heartbeat constants, the flood limit, frame
-//! size checks and the close codes. This and the two session modules are the only users of
-//! `actix-web-actors` (deprecated upstream in favour of actix-ws), so a move touches only
-//! the transport.
+//! size checks and the close codes. This, the two session modules and the transport
+//! (`http::websocket`) are the only users of `actix-web-actors` (deprecated upstream in
+//! favour of actix-ws), so a move touches only them.
 
 use crate::error::{AppError, ErrorCode};
 use actix_web::error::PayloadError;
@@ -99,9 +99,10 @@ where
     }
 }
 
-/// Counts the bytes of a socket's output that the HTTP layer has taken for writing, so the
-/// session can tell how much its client has left unread: actix-web-actors otherwise queues
-/// frames for a client that stops reading without any bound.
+/// Bytes of a socket's output written to the socket, counted by the websocket transport
+/// (`http::websocket`) so the session can tell how much its client has left unread:
+/// actix-web-actors otherwise queues frames for a client that stops reading without any
+/// bound.
 #[derive(Clone, Default)]
 pub struct Drained(Arc<AtomicUsize>);
 
@@ -110,33 +111,10 @@ impl Drained {
     pub fn get(&self) -> usize {
         self.0.load(Ordering::Relaxed)
     }
-}
 
-/// The session's output stream, counting what is taken for writing.
-pub struct MeteredOutput<S> {
-    inner: S,
-    drained: Drained,
-}
-
-impl<S> MeteredOutput<S> {
-    /// Wraps the session's output stream.
-    pub fn new(inner: S, drained: Drained) -> Self {
-        MeteredOutput { inner, drained }
-    }
-}
-
-impl<S, E> Stream for MeteredOutput<S>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-{
-    type Item = Result<Bytes, E>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let item = Pin::new(&mut self.inner).poll_next(cx);
-        if let Poll::Ready(Some(Ok(bytes))) = &item {
-            self.drained.0.fetch_add(bytes.len(), Ordering::Relaxed);
-        }
-        item
+    /// The transport wrote `n` more bytes.
+    pub fn add(&self, n: usize) {
+        self.0.fetch_add(n, Ordering::Relaxed);
     }
 }
 

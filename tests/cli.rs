@@ -171,7 +171,12 @@ async fn health_says_unavailable_while_the_database_refuses_connections() {
     let srv = TestServer::start(&db).await;
     let (status, _) = srv.get("/healthz", None).await;
     assert_eq!(status, 200);
-    let name = db.url.rsplit('/').next().expect("database name").to_string();
+    let name = db
+        .url
+        .rsplit('/')
+        .next()
+        .expect("database name")
+        .to_string();
     let mut admin =
         diesel::PgConnection::establish(&format!("{}/postgres", common::postgres_base()))
             .expect("admin connection");
@@ -185,7 +190,9 @@ async fn health_says_unavailable_while_the_database_refuses_connections() {
     assert_eq!(status, 503, "{health}");
     assert_eq!(health["status"], "unavailable");
     admin
-        .batch_execute(&format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"))
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"
+        ))
         .expect("let it back");
     // The pool replaces its broken connections and health comes back.
     let mut healthy = false;
@@ -239,5 +246,8 @@ async fn serve_without_configuration_creates_its_sqlite_database_in_wal_mode() {
     let _ = child.wait();
     assert!(healthy, "the server answered /healthz");
     assert!(db_exists, "charla.db was created in the working folder");
-    assert!(wal_exists, "the database is in WAL mode (charla.db-wal exists)");
+    assert!(
+        wal_exists,
+        "the database is in WAL mode (charla.db-wal exists)"
+    );
 }

@@ -435,8 +435,10 @@ async fn writes_that_arrive_together_share_a_transaction(db: TestDb) {
     let lock = WriteLock::take(&db);
     for (v, ws) in visitors.iter_mut().enumerate() {
         for i in 0..EACH {
-            ws.send(json!({"type": "message", "client_id": format!("b{v}-{i}"), "body": "together"}))
-                .await;
+            ws.send(
+                json!({"type": "message", "client_id": format!("b{v}-{i}"), "body": "together"}),
+            )
+            .await;
         }
     }
     actix_rt::time::sleep(Duration::from_millis(300)).await;
@@ -450,10 +452,7 @@ async fn writes_that_arrive_together_share_a_transaction(db: TestDb) {
         }
     }
     let (batches_after, writes_after) = batches_so_far(&srv).await;
-    let (batches, writes) = (
-        batches_after - batches_before,
-        writes_after - writes_before,
-    );
+    let (batches, writes) = (batches_after - batches_before, writes_after - writes_before);
     assert!(writes >= (VISITORS * EACH) as f64, "{writes} writes");
     // One transaction per message would make it 100; the pile-up goes out in a few.
     assert!(
@@ -462,7 +461,10 @@ async fn writes_that_arrive_together_share_a_transaction(db: TestDb) {
     );
     srv.stop().await;
 }
-both_backends!(group_commit, writes_that_arrive_together_share_a_transaction);
+both_backends!(
+    group_commit,
+    writes_that_arrive_together_share_a_transaction
+);
 
 async fn sigterm_closes_with_going_away_and_commits_what_was_pending(mut db: TestDb) {
     const PENDING: usize = 30;

@@ -713,6 +713,82 @@ async fn export_and_erase_everything_about_a_contact(db: TestDb) {
 }
 both_backends!(privacy, export_and_erase_everything_about_a_contact);
 
+async fn a_link_by_hand_holds_when_the_visitor_fills_a_form(db: TestDb) {
+    let srv = TestServer::start(&db).await;
+    let (ana, _) = srv.named_operator("ana@example.com", "Ana", false).await;
+    // Rosa, a customer.
+    let (mut rosa, _) = srv.new_visitor().await;
+    let rosa_cid = rosa.say("r1", "hola").await["conversation_id"]
+        .as_i64()
+        .expect("id");
+    form(
+        &mut rosa,
+        "rf",
+        "name",
+        json!({"name": "Rosa", "email": "rosa@example.com"}),
+    )
+    .await;
+    let customer = contact_of(&srv, &ana, rosa_cid).await["id"]
+        .as_i64()
+        .expect("id");
+    // A visitor the operator recognises as Rosa, on another device: linked by hand (XB2).
+    let (mut v, _) = srv.new_visitor().await;
+    let cid = v.say("v1", "soy Rosa, desde el móvil").await["conversation_id"]
+        .as_i64()
+        .expect("id");
+    let (status, body) = srv
+        .post(
+            &format!("/api/conversations/{cid}/contact"),
+            Some(&ana),
+            json!({"contact_id": customer}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The visitor then fills the name form in that conversation, twice.
+    for (id, fields) in [
+        ("f1", json!({"name": "R."})),
+        (
+            "f2",
+            json!({"name": "R.", "email": "rosa.movil@example.com"}),
+        ),
+    ] {
+        let ack = form(&mut v, id, "name", fields).await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        let card = contact_of(&srv, &ana, cid).await;
+        assert_eq!(card["id"], customer, "the link by hand holds");
+        assert_eq!(
+            card["name"], "Rosa",
+            "the visitor's typing renames no customer"
+        );
+        assert!(
+            !card.to_string().contains("rosa.movil@example.com"),
+            "typed data is the visitor's, not the customer's: {card}"
+        );
+    }
+    // The typed data went to the visitor's own contact, which the form event names.
+    let (_, conv) = srv
+        .get(&format!("/api/conversations/{cid}"), Some(&ana))
+        .await;
+    assert_eq!(conv["conversation"]["contact"]["id"], customer);
+    let event = conv["messages"]
+        .as_array()
+        .expect("m")
+        .iter()
+        .rev()
+        .find(|m| m["body"] == "form")
+        .cloned()
+        .expect("form event");
+    let own = event["meta"]["contact"]["id"].as_i64().expect("id");
+    assert_ne!(own, customer);
+    let (_, card) = srv.get(&format!("/api/contacts/{own}"), Some(&ana)).await;
+    assert_eq!(card["email"], "rosa.movil@example.com");
+    srv.stop().await;
+}
+both_backends!(
+    manual_link,
+    a_link_by_hand_holds_when_the_visitor_fills_a_form
+);
+
 async fn the_card_is_editable_and_a_manual_merge_moves_everything(db: TestDb) {
     let srv = TestServer::start(&db).await;
     let (ana, _) = srv.named_operator("ana@example.com", "Ana", false).await;

@@ -9,7 +9,11 @@
 //!   never links to it: the visitor gets a contact of their own (a lead) and operators get a
 //!   merge suggestion to accept or reject, so nobody reaches someone else's history by
 //!   typing their e-mail;
-//! - anything new is added to the visitor's contact, created as a lead when needed.
+//! - anything new is added to the visitor's contact, created as a lead when needed;
+//! - the visitor's conversations follow their contact, except those an operator linked to
+//!   another contact by hand (XB2): a form never undoes an operator's decision, and the
+//!   operator's link never makes the visitor that contact (what the visitor types next is
+//!   theirs, not the customer's).
 
 use crate::model::Named;
 use crate::store::schema::{
@@ -175,6 +179,9 @@ pub struct Identified {
     pub merged_from: Option<i64>,
     /// Conversations whose contact changed (their open actors need the new header).
     pub moved: Vec<i64>,
+    /// The visitor's conversations an operator linked to another contact by hand (XB2):
+    /// left where they are.
+    pub kept: Vec<i64>,
 }
 
 /// What a merge did.
@@ -420,6 +427,8 @@ impl Store {
                 Some(id) => Some(live_contact!(conn, id)),
                 None => None,
             };
+            // The contacts the visitor's conversations follow: the others were linked by hand.
+            let mut previous: Vec<i64> = current.into_iter().chain(contact).collect();
             // Verified claims first: they may name the contact this visitor is.
             for claim in claims.iter().filter(|c| c.verified) {
                 let owner: Option<i64> = contact_identifiers::table
@@ -502,15 +511,19 @@ impl Store {
             diesel::update(visitors::table.find(visitor_id))
                 .set(visitors::contact_id.eq(contact_id))
                 .execute(conn)?;
-            let unlinked: Vec<i64> = conversations::table
+            previous.retain(|c| *c != contact_id);
+            let theirs: Vec<(i64, Option<i64>)> = conversations::table
                 .filter(conversations::visitor_id.eq(visitor_id))
-                .filter(
-                    conversations::contact_id
-                        .is_null()
-                        .or(conversations::contact_id.ne(contact_id)),
-                )
-                .select(conversations::id)
+                .select((conversations::id, conversations::contact_id))
                 .load(conn)?;
+            let mut unlinked = Vec::new();
+            for (id, linked) in theirs {
+                match linked {
+                    Some(c) if c == contact_id => {}
+                    Some(c) if !previous.contains(&c) => out.kept.push(id),
+                    _ => unlinked.push(id),
+                }
+            }
             diesel::update(conversations::table.filter(conversations::id.eq_any(&unlinked)))
                 .set(conversations::contact_id.eq(contact_id))
                 .execute(conn)?;

@@ -570,7 +570,7 @@ impl VisitorSession {
         let rt = self.rt.clone();
         let channel = self.channel.clone();
         let which = form.clone();
-        let prepare = async move {
+        let check = async move {
             let channel = rt.channel(&channel).await?;
             let cc = Some(channel.settings.default_country_code.as_str()).filter(|c| !c.is_empty());
             let fields = fields.clean(cc)?;
@@ -580,7 +580,7 @@ impl VisitorSession {
         let rt = self.rt.clone();
         let cid = client_id.clone();
         let session = self.id;
-        self.with_conversation(ctx, client_id, prepare, move |act, ctx, addr, _, fields| {
+        self.with_conversation(ctx, client_id, check, move |act, ctx, addr, id, fields| {
             let sink = ctx.address().recipient::<Outbound>();
             ctx.wait(
                 async move {
@@ -595,6 +595,7 @@ impl VisitorSession {
                             client_id: cid.clone(),
                             form,
                             fields,
+                            relink: !done.kept.contains(&id),
                             contact: Named {
                                 id: done.contact_id,
                                 name: done.name,

@@ -638,6 +638,38 @@ async fn export_and_erase_everything_about_a_contact(db: TestDb) {
         json!({"client_id": "r", "body": "Gracias Paz"}),
     )
     .await;
+    // The reply stays unread: its e-mail (CF8) waits in the outbox (no SMTP server here),
+    // with the visitor's address, a subject and the text.
+    srv.clock.advance(61_000);
+    fire_timers(&srv);
+    let emails = loop {
+        let (_, emails) = srv
+            .get(&format!("/api/conversations/{cid}/emails"), Some(&admin))
+            .await;
+        if emails.as_array().is_some_and(|e| !e.is_empty()) {
+            break emails;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(emails[0]["to_address"], "paz@example.com");
+    // Another reply: a timer pending, an e-mail to come; and a file uploaded, never sent.
+    srv.post(
+        &format!("/api/conversations/{cid}/messages"),
+        Some(&ana),
+        json!({"client_id": "r2", "body": "Su pedido sale hoy"}),
+    )
+    .await;
+    let pending = pending_timers(&srv, cid).await;
+    assert!(pending > 0, "an unread timer is pending");
+    let (status, _) = upload(
+        &srv,
+        &format!("Visitor {vtoken}"),
+        "borrador-nomina.png",
+        "image/png",
+        PNG,
+    )
+    .await;
+    assert_eq!(status, 201);
 
     assert_eq!(
         srv.get(&format!("/api/contacts/{contact}/export"), Some(&ana))
@@ -655,10 +687,20 @@ async fn export_and_erase_everything_about_a_contact(db: TestDb) {
         "paz@example.com",
         "Gracias Paz",
         "dni.png",
+        "borrador-nomina.png",
     ] {
         assert!(text.contains(needle), "export lacks {needle}");
     }
     assert_eq!(doc["files"][0]["size"], PNG.len());
+    let mail = &doc["emails"][0];
+    assert_eq!(mail["to_address"], "paz@example.com");
+    assert_eq!(mail["subject"], emails[0]["subject"]);
+    assert!(
+        mail["text_body"]
+            .as_str()
+            .is_some_and(|t| t.contains("Gracias Paz")),
+        "{mail}"
+    );
 
     assert_eq!(
         srv.delete(&format!("/api/contacts/{contact}"), Some(&ana))
@@ -709,9 +751,41 @@ async fn export_and_erase_everything_about_a_contact(db: TestDb) {
         srv.get(file["url"].as_str().expect("url"), None).await.0,
         404
     );
+    // The e-mails are gone, and the pending one never comes.
+    let (_, emails) = srv
+        .get(&format!("/api/conversations/{cid}/emails"), Some(&admin))
+        .await;
+    assert_eq!(emails, json!([]));
+    assert_eq!(pending_timers(&srv, cid).await, 0, "timers cancelled");
+    srv.clock.advance(120_000);
+    fire_timers(&srv);
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    let (_, emails) = srv
+        .get(&format!("/api/conversations/{cid}/emails"), Some(&admin))
+        .await;
+    assert_eq!(emails, json!([]));
     srv.stop().await;
 }
 both_backends!(privacy, export_and_erase_everything_about_a_contact);
+
+/// Fires the durable timers that are due (tests move the clock first).
+fn fire_timers(srv: &TestServer) {
+    srv.runtime()
+        .timers
+        .do_send(charla::runtime::timers::FireNow);
+}
+
+/// How many timers of a conversation are still to fire, whenever they fall due.
+async fn pending_timers(srv: &TestServer, cid: i64) -> usize {
+    let due = srv
+        .runtime()
+        .core
+        .store
+        .call(|s| s.due_timers(i64::MAX, 10_000))
+        .await
+        .expect("timers");
+    due.iter().filter(|t| t.conversation_id == cid).count()
+}
 
 async fn a_link_by_hand_holds_when_the_visitor_fills_a_form(db: TestDb) {
     let srv = TestServer::start(&db).await;

@@ -18,7 +18,7 @@
 use crate::model::Named;
 use crate::store::schema::{
     attachments, contact_identifiers, contact_merges, contacts, conversations, drafts, erasures,
-    merge_suggestions, messages, operators, visitors,
+    merge_suggestions, messages, operators, outbox, timers, visitors,
 };
 use crate::store::{Store, StoreError, StoreResult};
 use crate::{db_run, db_tx};
@@ -232,6 +232,16 @@ pub const UNNAMED: &str = "Visitor";
 fn blank_to_none(s: &str) -> Option<String> {
     let t = s.trim();
     (!t.is_empty()).then(|| t.to_string())
+}
+
+/// Files these visitors uploaded and never sent in a message (XB6: theirs all the same).
+macro_rules! unsent_uploads_of {
+    ($visitor_ids:expr) => {
+        attachments::conversation_id
+            .is_null()
+            .and(attachments::uploader_kind.eq("visitor"))
+            .and(attachments::uploader_id.eq_any($visitor_ids))
+    };
 }
 
 /// Follows `merged_into` to the contact that remains.
@@ -896,8 +906,9 @@ impl Store {
     }
 
     /// Everything stored about a contact, as one JSON document (XB6): the contact, its
-    /// identifiers, every conversation with its messages, the files (base64), suggestions
-    /// and merges.
+    /// identifiers, every conversation with its messages, the e-mails sent or waiting in
+    /// the outbox, the files (base64; the ones its visitors uploaded and never sent too),
+    /// suggestions and merges.
     pub fn export_contact(&self, id: i64) -> StoreResult<serde_json::Value> {
         use base64::Engine;
         let card = self.contact_card(id)?.ok_or(StoreError::NotFound)?;
@@ -915,9 +926,17 @@ impl Store {
             }));
         }
         type FileRow = (String, Option<i64>, String, String, i64, Vec<u8>, i64);
-        let (files, merges) = db_run!(self, |conn| {
+        let (files, emails, merges) = db_run!(self, |conn| {
+            let visitor_ids: Vec<i64> = visitors::table
+                .filter(visitors::contact_id.eq(cid))
+                .select(visitors::id)
+                .load(conn)?;
             let files: Vec<FileRow> = attachments::table
-                .filter(attachments::conversation_id.eq_any(&conversation_ids))
+                .filter(
+                    attachments::conversation_id
+                        .eq_any(&conversation_ids)
+                        .or(unsent_uploads_of!(&visitor_ids)),
+                )
                 .select((
                     attachments::id,
                     attachments::conversation_id,
@@ -942,7 +961,12 @@ impl Store {
                     contact_merges::at,
                 ))
                 .load(conn)?;
-            (files, merges)
+            let emails: Vec<crate::mail::outbox::Outgoing> = outbox::table
+                .filter(outbox::conversation_id.eq_any(&conversation_ids))
+                .order(outbox::id)
+                .select(crate::mail::outbox::Outgoing::as_select())
+                .load(conn)?;
+            (files, emails, merges)
         });
         let engine = base64::engine::general_purpose::STANDARD;
         Ok(serde_json::json!({
@@ -950,6 +974,13 @@ impl Store {
             "contact": card.contact,
             "identifiers": card.identifiers,
             "conversations": conversations,
+            // `Outgoing` leaves its bodies out of the console's list; an export has them.
+            "emails": emails.into_iter().map(|e| serde_json::json!({
+                "id": e.id, "kind": e.kind, "conversation_id": e.conversation_id,
+                "to_address": e.to_address, "subject": e.subject, "text_body": e.text_body,
+                "html_body": e.html_body, "status": e.status, "created_at": e.created_at,
+                "sent_at": e.sent_at,
+            })).collect::<Vec<_>>(),
             "files": files.into_iter().map(|(id, conv, name, ty, size, data, at)| serde_json::json!({
                 "id": id, "conversation_id": conv, "filename": name, "content_type": ty,
                 "size": size, "created_at": at, "data_base64": engine.encode(data),
@@ -963,8 +994,10 @@ impl Store {
     }
 
     /// Erases everything stored about a contact (XB6): the text of its conversations'
-    /// messages and notes, their files and drafts, its identifiers, suggestions and fields;
-    /// its visitors' tokens stop working. What remains is the skeleton: conversations with
+    /// messages and notes, their files, drafts and e-mails (sent or waiting), the files its
+    /// visitors uploaded and never sent, its identifiers, suggestions and fields; pending
+    /// timers of its conversations are cancelled (no e-mail goes out later) and its
+    /// visitors' tokens stop working. What remains is the skeleton: conversations with
     /// their events, and an erasure record naming who erased and when. Returns the
     /// conversations touched, whose live actors must forget what they hold.
     pub fn erase_contact(&self, id: i64, by: i64, now: i64) -> StoreResult<Vec<i64>> {
@@ -1003,10 +1036,30 @@ impl Store {
             )
             .set(messages::meta.eq(None::<String>))
             .execute(conn)?;
-            diesel::delete(attachments::table.filter(attachments::conversation_id.eq_any(&convs)))
-                .execute(conn)?;
+            let visitor_ids: Vec<i64> = visitors::table
+                .filter(visitors::contact_id.eq_any(&all))
+                .select(visitors::id)
+                .load(conn)?;
+            diesel::delete(
+                attachments::table.filter(
+                    attachments::conversation_id
+                        .eq_any(&convs)
+                        .or(unsent_uploads_of!(&visitor_ids)),
+                ),
+            )
+            .execute(conn)?;
             diesel::delete(drafts::table.filter(drafts::conversation_id.eq_any(&convs)))
                 .execute(conn)?;
+            // E-mails hold the address, the subject and the text: gone, sent or not (a
+            // pending one never goes out).
+            diesel::delete(outbox::table.filter(outbox::conversation_id.eq_any(&convs)))
+                .execute(conn)?;
+            diesel::delete(
+                timers::table
+                    .filter(timers::conversation_id.eq_any(&convs))
+                    .filter(timers::fired_at.is_null()),
+            )
+            .execute(conn)?;
             diesel::delete(
                 contact_identifiers::table.filter(contact_identifiers::contact_id.eq_any(&all)),
             )
@@ -1019,10 +1072,6 @@ impl Store {
                 ),
             )
             .execute(conn)?;
-            let visitor_ids: Vec<i64> = visitors::table
-                .filter(visitors::contact_id.eq_any(&all))
-                .select(visitors::id)
-                .load(conn)?;
             diesel::delete(
                 crate::store::schema::visitor_tokens::table
                     .filter(crate::store::schema::visitor_tokens::visitor_id.eq_any(&visitor_ids)),

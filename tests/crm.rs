@@ -465,6 +465,88 @@ async fn prechat_rules_and_widget_configuration(db: TestDb) {
 }
 both_backends!(prechat, prechat_rules_and_widget_configuration);
 
+async fn mandatory_prechat_fields_hold_for_any_client(db: TestDb) {
+    let srv = TestServer::start(&db).await;
+    let (admin, _) = srv.named_operator("boss@example.com", "Boss", true).await;
+    set_channel(
+        &srv,
+        &admin,
+        json!({"prechat": {"name": "required", "email": "required", "phone": "optional"}}),
+    )
+    .await;
+    // A client that skips the widget's form cannot chat: the first message is refused.
+    let (mut v, _) = srv.new_visitor().await;
+    v.send(json!({"type": "message", "client_id": "m1", "body": "hola"}))
+        .await;
+    let err = v.next_of("error").await;
+    assert_eq!(
+        (err["code"].as_str(), err["client_id"].as_str()),
+        (Some("prechat_required"), Some("m1")),
+        "{err}"
+    );
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("name, email")),
+        "{err}"
+    );
+    // Nor can another form that lacks them open the conversation.
+    let err = form(
+        &mut v,
+        "o1",
+        "offline",
+        json!({"email": "pepe@example.com"}),
+    )
+    .await;
+    assert_eq!(err["code"], "prechat_required", "{err}");
+    // The pre-chat form opens it; then the visitor chats, on this socket and the next.
+    let ack = form(
+        &mut v,
+        "p1",
+        "prechat",
+        json!({"name": "Pepe", "email": "pepe@example.com"}),
+    )
+    .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let cid = ack["conversation_id"].as_i64().expect("id");
+    assert_eq!(v.say("m2", "hola").await["conversation_id"], cid);
+    // A form that brings the required fields itself opens one too (CF7 while offline).
+    let (mut w, _) = srv.new_visitor().await;
+    let ack = form(
+        &mut w,
+        "o2",
+        "offline",
+        json!({"email": "eva@example.com", "name": "Eva"}),
+    )
+    .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    w.say("w1", "¿hay alguien?").await;
+    // A visitor the site vouches for is not asked (ID8), as in the widget.
+    let (_, secret) = srv.get("/api/channels/1/secret", Some(&admin)).await;
+    let secret = secret["identity_secret"].as_str().expect("secret");
+    let signature = charla::crm::identity::sign_user_id(secret, "u-7");
+    let mut signed = srv.ws("/ws/visitor").await;
+    signed
+        .send(json!({"type": "hello", "identity": {"user_id": "u-7", "signature": signature}}))
+        .await;
+    signed.next_of("welcome").await;
+    signed.say("s1", "hola, soy cliente").await;
+    // Optional fields: anyone chats.
+    set_channel(
+        &srv,
+        &admin,
+        json!({"prechat": {"name": "optional", "email": "optional", "phone": "off"}}),
+    )
+    .await;
+    let (mut anyone, _) = srv.new_visitor().await;
+    anyone.say("a1", "hola").await;
+    srv.stop().await;
+}
+both_backends!(
+    prechat_enforced,
+    mandatory_prechat_fields_hold_for_any_client
+);
+
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82";
 
 async fn upload(

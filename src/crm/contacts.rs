@@ -1108,6 +1108,56 @@ impl Store {
         })
     }
 
+    /// Which of `fields` (`name`, `email`, `phone`) the visitor's contact lacks, for the
+    /// mandatory pre-chat fields (ID7). A contact the site vouches for (a verified site
+    /// user id, ID8) lacks nothing: the widget asks such visitors no pre-chat form.
+    pub fn missing_fields(
+        &self,
+        visitor_id: i64,
+        fields: &[&'static str],
+    ) -> StoreResult<Vec<&'static str>> {
+        if fields.is_empty() {
+            return Ok(Vec::new());
+        }
+        db_run!(self, |conn| {
+            let contact: Option<i64> = visitors::table
+                .find(visitor_id)
+                .select(visitors::contact_id)
+                .first::<Option<i64>>(conn)
+                .optional()?
+                .flatten();
+            let Some(contact) = contact else {
+                return Ok(fields.to_vec());
+            };
+            let contact = live_contact!(conn, contact);
+            let name: String = contacts::table
+                .find(contact)
+                .select(contacts::name)
+                .first(conn)?;
+            let kinds: Vec<(String, bool)> = contact_identifiers::table
+                .filter(contact_identifiers::contact_id.eq(contact))
+                .select((contact_identifiers::kind, contact_identifiers::verified))
+                .load(conn)?;
+            let vouched = kinds
+                .iter()
+                .any(|(k, v)| *v && k == IdKind::ExternalId.as_str());
+            if vouched {
+                return Ok(Vec::new());
+            }
+            let has = |kind: IdKind| kinds.iter().any(|(k, _)| k == kind.as_str());
+            Ok(fields
+                .iter()
+                .copied()
+                .filter(|f| match *f {
+                    "name" => name == UNNAMED,
+                    "email" => !has(IdKind::Email),
+                    "phone" => !has(IdKind::Phone),
+                    _ => false,
+                })
+                .collect())
+        })
+    }
+
     /// The verified site user id of a visitor's contact, if it has one.
     pub fn visitor_external_id(&self, visitor_id: i64) -> StoreResult<Option<String>> {
         db_run!(self, |conn| {

@@ -547,6 +547,37 @@ both_backends!(
     mandatory_prechat_fields_hold_for_any_client
 );
 
+async fn a_closed_channel_is_offline_with_operators_online(db: TestDb) {
+    let srv = TestServer::start(&db).await;
+    let (admin, _) = srv.named_operator("boss@example.com", "Boss", true).await;
+    let _op = srv.operator_ws(&admin).await;
+    let online = || async { srv.get("/api/widget/web", None).await.1 };
+    for _ in 0..100 {
+        if online().await["online"] == true {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(online().await["online"], true, "an operator can answer");
+    // Outside business hours: closed, so the widget offers the offline form (CF7) though
+    // someone is connected.
+    set_channel(&srv, &admin, json!({"closed": true})).await;
+    let cfg = online().await;
+    assert_eq!(
+        (cfg["online"].as_bool(), cfg["closed"].as_bool()),
+        (Some(false), Some(true)),
+        "{cfg}"
+    );
+    assert_eq!(cfg["offline_form"], true);
+    set_channel(&srv, &admin, json!({"closed": false})).await;
+    assert_eq!(online().await["online"], true, "open again");
+    srv.stop().await;
+}
+both_backends!(
+    closed_channel,
+    a_closed_channel_is_offline_with_operators_online
+);
+
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82";
 
 async fn upload(

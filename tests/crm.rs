@@ -326,7 +326,8 @@ async fn signed_identities_are_checked_and_verified_ones_merge(db: TestDb) {
         .expect("external id");
     assert_eq!(
         (ext["value"].as_str(), ext["verified"].as_bool()),
-        (Some("42"), Some(true))
+        (Some("1:42"), Some(true)),
+        "kept with the channel that vouches for it"
     );
     assert_eq!(card["email"], "luisa@example.com");
     assert!(
@@ -405,6 +406,173 @@ async fn signed_identities_are_checked_and_verified_ones_merge(db: TestDb) {
 both_backends!(
     identity,
     signed_identities_are_checked_and_verified_ones_merge
+);
+
+/// Signs in `user` on `channel` (its id and secret) from a new browser and says hello;
+/// returns the contact of the conversation it opens.
+async fn signed_in(
+    srv: &TestServer,
+    op: &str,
+    channel: (&str, &str),
+    user: &str,
+    say: &str,
+) -> Value {
+    let (name, secret) = channel;
+    let signature = charla::crm::identity::sign_user_id(secret, user);
+    let mut ws = srv.ws("/ws/visitor").await;
+    ws.send(json!({"type": "hello", "channel": name, "identity": {"user_id": user, "signature": signature}}))
+        .await;
+    ws.next_of("welcome").await;
+    let cid = ws.say("s", say).await["conversation_id"]
+        .as_i64()
+        .expect("id");
+    contact_of(srv, op, cid).await
+}
+
+async fn the_same_user_id_on_two_sites_is_two_people(db: TestDb) {
+    let srv = TestServer::start(&db).await;
+    let (admin, _) = srv.named_operator("boss@example.com", "Boss", true).await;
+    let (status, shop) = srv
+        .post(
+            "/api/channels",
+            Some(&admin),
+            json!({"name": "shop", "title": "Shop", "kind": "web"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{shop}");
+    let shop_id = shop["id"].as_i64().expect("id");
+    let secret = |id: i64| {
+        let srv = &srv;
+        let admin = admin.clone();
+        async move {
+            let (_, s) = srv
+                .get(&format!("/api/channels/{id}/secret"), Some(&admin))
+                .await;
+            s["identity_secret"].as_str().expect("secret").to_string()
+        }
+    };
+    let (web_secret, shop_secret) = (secret(1).await, secret(shop_id).await);
+    assert_ne!(web_secret, shop_secret);
+    // User 42 of the website and user 42 of the shop: each site vouches for its own users.
+    let web = signed_in(
+        &srv,
+        &admin,
+        ("web", &web_secret),
+        "42",
+        "hola desde la web",
+    )
+    .await;
+    let shop = signed_in(
+        &srv,
+        &admin,
+        ("shop", &shop_secret),
+        "42",
+        "hola desde la tienda",
+    )
+    .await;
+    assert_ne!(web["id"], shop["id"], "two sites' users are never merged");
+    let ext = |card: &Value| {
+        card["identifiers"]
+            .as_array()
+            .expect("ids")
+            .iter()
+            .filter(|i| i["kind"] == "external_id")
+            .map(|i| i["value"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ext(&web), vec!["1:42".to_string()]);
+    assert_eq!(ext(&shop), vec![format!("{shop_id}:42")]);
+    assert_eq!(shop["conversations"].as_array().map(Vec::len), Some(1));
+    // The same user of one site on another device is still the same person.
+    let again = signed_in(&srv, &admin, ("web", &web_secret), "42", "otra vez yo").await;
+    assert_eq!(again["id"], web["id"]);
+    srv.stop().await;
+}
+both_backends!(
+    identity_per_channel,
+    the_same_user_id_on_two_sites_is_two_people
+);
+
+/// What the database held before site user ids were scoped by channel: a shop channel,
+/// a contact signed in there with a conversation, and one signed in with none.
+const BARE_SITE_USER_IDS: &[&str] = &[
+    "INSERT INTO channels (name, title, kind, created_at) VALUES ('shop', 'Shop', 'web', 0)",
+    "INSERT INTO contacts (name, created_at, updated_at) VALUES ('Shopper', 0, 0)",
+    "INSERT INTO contacts (name, created_at, updated_at) VALUES ('Reader', 0, 0)",
+    "INSERT INTO conversations (channel, created_at, updated_at, contact_id) \
+     SELECT 'shop', 0, 0, id FROM contacts WHERE name = 'Shopper'",
+    "INSERT INTO contact_identifiers (contact_id, kind, value, verified, source, created_at) \
+     SELECT id, 'external_id', '42', TRUE, 'widget_identity', 0 FROM contacts WHERE name = 'Shopper'",
+    "INSERT INTO contact_identifiers (contact_id, kind, value, verified, source, created_at) \
+     SELECT id, 'external_id', '77', TRUE, 'widget_identity', 0 FROM contacts WHERE name = 'Reader'",
+];
+
+#[derive(diesel::QueryableByName)]
+struct SiteUser {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    value: String,
+}
+
+/// Takes the database back to before the migration that scopes site user ids, seeds it
+/// with bare ids, migrates again and answers the ids as they are now, by contact name.
+macro_rules! migrate_bare_site_user_ids {
+    ($conn:ty, $url:expr, $dir:literal) => {{
+        use diesel::{Connection, RunQueryDsl};
+        use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+        const MIGRATIONS: EmbeddedMigrations = diesel_migrations::embed_migrations!($dir);
+        let mut conn = <$conn>::establish($url).expect("connect");
+        conn.run_pending_migrations(MIGRATIONS).expect("migrate");
+        loop {
+            let version = conn.revert_last_migration(MIGRATIONS).expect("revert");
+            if version.to_string().starts_with("20261204000001") {
+                break;
+            }
+        }
+        for sql in BARE_SITE_USER_IDS {
+            diesel::sql_query(*sql).execute(&mut conn).expect(sql);
+        }
+        conn.run_pending_migrations(MIGRATIONS)
+            .expect("migrate again");
+        diesel::sql_query(
+            "SELECT c.name, i.value FROM contact_identifiers i \
+             JOIN contacts c ON c.id = i.contact_id \
+             WHERE i.kind = 'external_id' ORDER BY c.name",
+        )
+        .load::<SiteUser>(&mut conn)
+        .expect("site users")
+    }};
+}
+
+async fn bare_site_user_ids_from_before_get_their_channel(db: TestDb) {
+    let rows = if db.backend == "sqlite" {
+        migrate_bare_site_user_ids!(diesel::SqliteConnection, &db.url, "migrations/sqlite")
+    } else {
+        migrate_bare_site_user_ids!(diesel::PgConnection, &db.url, "migrations/postgres")
+    };
+    let rows: Vec<(String, String)> = rows.into_iter().map(|r| (r.name, r.value)).collect();
+    // The shop is channel 2: the channel of the contact's first conversation, else the
+    // first channel.
+    assert_eq!(
+        rows,
+        vec![
+            ("Reader".to_string(), "1:77".to_string()),
+            ("Shopper".to_string(), "2:42".to_string()),
+        ]
+    );
+    // Shop user 42 signing in now is that contact.
+    let srv = TestServer::start(&db).await;
+    let (admin, _) = srv.named_operator("boss@example.com", "Boss", true).await;
+    let (_, secret) = srv.get("/api/channels/2/secret", Some(&admin)).await;
+    let secret = secret["identity_secret"].as_str().expect("secret");
+    let card = signed_in(&srv, &admin, ("shop", secret), "42", "hola").await;
+    assert_eq!(card["name"], "Shopper");
+    srv.stop().await;
+}
+both_backends!(
+    identity_migration,
+    bare_site_user_ids_from_before_get_their_channel
 );
 
 async fn prechat_rules_and_widget_configuration(db: TestDb) {

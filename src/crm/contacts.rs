@@ -1158,8 +1158,8 @@ impl Store {
         })
     }
 
-    /// The verified site user id of a visitor's contact, if it has one.
-    pub fn visitor_external_id(&self, visitor_id: i64) -> StoreResult<Option<String>> {
+    /// The verified site user ids (`<channel id>:<user id>`) of a visitor's contact.
+    pub fn visitor_external_ids(&self, visitor_id: i64) -> StoreResult<Vec<String>> {
         db_run!(self, |conn| {
             let contact: Option<i64> = visitors::table
                 .find(visitor_id)
@@ -1168,7 +1168,7 @@ impl Store {
                 .optional()?
                 .flatten();
             let Some(contact) = contact else {
-                return Ok(None);
+                return Ok(Vec::new());
             };
             let contact = live_contact!(conn, contact);
             Ok(contact_identifiers::table
@@ -1176,8 +1176,7 @@ impl Store {
                 .filter(contact_identifiers::kind.eq(IdKind::ExternalId.as_str()))
                 .filter(contact_identifiers::verified.eq(true))
                 .select(contact_identifiers::value)
-                .first(conn)
-                .optional()?)
+                .load(conn)?)
         })
     }
 

@@ -297,16 +297,19 @@ impl VisitorSession {
                 }
                 None => None,
             };
-            if let (Some(id), Some(i)) = (known, &identity) {
+            // The site user as the CRM keeps them: scoped by the channel that vouches.
+            let site_user = identity
+                .as_ref()
+                .map(|i| identity::channel_user_id(channel.id, &i.user_id));
+            if let (Some(id), Some(user)) = (known, site_user.clone()) {
                 // The browser's last visitor was another logged-in user: start afresh
                 // rather than mix two people's conversations.
-                let user = i.user_id.clone();
-                let other = rt
+                let theirs = rt
                     .core
                     .store
-                    .call(move |s| s.visitor_external_id(id))
+                    .call(move |s| s.visitor_external_ids(id))
                     .await?;
-                if other.is_some_and(|o| o != user) {
+                if !theirs.is_empty() && !theirs.contains(&user) {
                     known = None;
                 }
             }
@@ -334,10 +337,10 @@ impl VisitorSession {
                     (id, Some(token))
                 }
             };
-            if let Some(i) = identity {
+            if let (Some(i), Some(site_user)) = (identity, site_user) {
                 let mut claims = vec![Claim {
                     kind: IdKind::ExternalId,
-                    value: i.user_id,
+                    value: site_user,
                     verified: true,
                     source: "widget_identity",
                 }];

@@ -625,7 +625,7 @@ for (const backend of tested) {
       assert.ok(conv.conversation.contact, 'the conversation has a contact');
       const card = await http(server, admin.token, 'GET', `/api/contacts/${conv.conversation.contact.id}`);
       const ext = card.identifiers.find((i) => i.kind === 'external_id');
-      assert.deepEqual({ value: ext.value, verified: ext.verified }, { value: userId, verified: true });
+      assert.deepEqual({ value: ext.value, verified: ext.verified }, { value: `${channels.members}:${userId}`, verified: true });
       assert.equal(card.name, 'Marta Member');
       assert.equal(await w(page, '.card.name').count(), 0, 'the site gave the name: no name form');
       await noErrors(page);

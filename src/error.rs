@@ -19,6 +19,9 @@ pub enum ErrorCode {
     TooLarge,
     /// A visitor frame came before `hello`, or an operator frame before `auth`.
     HelloRequired,
+    /// The channel's pre-chat form has required fields the visitor's contact lacks (ID7):
+    /// the visitor fills it in before their first message.
+    PrechatRequired,
     /// The token is missing, wrong or expired, or the login failed.
     Unauthorized,
     /// The caller is known but may not do this.
@@ -50,6 +53,7 @@ impl ErrorCode {
         ErrorCode::BadRequest,
         ErrorCode::TooLarge,
         ErrorCode::HelloRequired,
+        ErrorCode::PrechatRequired,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
@@ -70,6 +74,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::HelloRequired => "hello_required",
+            ErrorCode::PrechatRequired => "prechat_required",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
@@ -89,7 +94,7 @@ impl ErrorCode {
             ErrorCode::BadJson | ErrorCode::UnknownType | ErrorCode::BadRequest => {
                 StatusCode::BAD_REQUEST
             }
-            ErrorCode::HelloRequired => StatusCode::BAD_REQUEST,
+            ErrorCode::HelloRequired | ErrorCode::PrechatRequired => StatusCode::BAD_REQUEST,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden | ErrorCode::NotAssigned => StatusCode::FORBIDDEN,

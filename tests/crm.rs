@@ -326,7 +326,8 @@ async fn signed_identities_are_checked_and_verified_ones_merge(db: TestDb) {
         .expect("external id");
     assert_eq!(
         (ext["value"].as_str(), ext["verified"].as_bool()),
-        (Some("42"), Some(true))
+        (Some("1:42"), Some(true)),
+        "kept with the channel that vouches for it"
     );
     assert_eq!(card["email"], "luisa@example.com");
     assert!(
@@ -407,6 +408,173 @@ both_backends!(
     signed_identities_are_checked_and_verified_ones_merge
 );
 
+/// Signs in `user` on `channel` (its id and secret) from a new browser and says hello;
+/// returns the contact of the conversation it opens.
+async fn signed_in(
+    srv: &TestServer,
+    op: &str,
+    channel: (&str, &str),
+    user: &str,
+    say: &str,
+) -> Value {
+    let (name, secret) = channel;
+    let signature = charla::crm::identity::sign_user_id(secret, user);
+    let mut ws = srv.ws("/ws/visitor").await;
+    ws.send(json!({"type": "hello", "channel": name, "identity": {"user_id": user, "signature": signature}}))
+        .await;
+    ws.next_of("welcome").await;
+    let cid = ws.say("s", say).await["conversation_id"]
+        .as_i64()
+        .expect("id");
+    contact_of(srv, op, cid).await
+}
+
+async fn the_same_user_id_on_two_sites_is_two_people(db: TestDb) {
+    let srv = TestServer::start(&db).await;
+    let (admin, _) = srv.named_operator("boss@example.com", "Boss", true).await;
+    let (status, shop) = srv
+        .post(
+            "/api/channels",
+            Some(&admin),
+            json!({"name": "shop", "title": "Shop", "kind": "web"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{shop}");
+    let shop_id = shop["id"].as_i64().expect("id");
+    let secret = |id: i64| {
+        let srv = &srv;
+        let admin = admin.clone();
+        async move {
+            let (_, s) = srv
+                .get(&format!("/api/channels/{id}/secret"), Some(&admin))
+                .await;
+            s["identity_secret"].as_str().expect("secret").to_string()
+        }
+    };
+    let (web_secret, shop_secret) = (secret(1).await, secret(shop_id).await);
+    assert_ne!(web_secret, shop_secret);
+    // User 42 of the website and user 42 of the shop: each site vouches for its own users.
+    let web = signed_in(
+        &srv,
+        &admin,
+        ("web", &web_secret),
+        "42",
+        "hola desde la web",
+    )
+    .await;
+    let shop = signed_in(
+        &srv,
+        &admin,
+        ("shop", &shop_secret),
+        "42",
+        "hola desde la tienda",
+    )
+    .await;
+    assert_ne!(web["id"], shop["id"], "two sites' users are never merged");
+    let ext = |card: &Value| {
+        card["identifiers"]
+            .as_array()
+            .expect("ids")
+            .iter()
+            .filter(|i| i["kind"] == "external_id")
+            .map(|i| i["value"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ext(&web), vec!["1:42".to_string()]);
+    assert_eq!(ext(&shop), vec![format!("{shop_id}:42")]);
+    assert_eq!(shop["conversations"].as_array().map(Vec::len), Some(1));
+    // The same user of one site on another device is still the same person.
+    let again = signed_in(&srv, &admin, ("web", &web_secret), "42", "otra vez yo").await;
+    assert_eq!(again["id"], web["id"]);
+    srv.stop().await;
+}
+both_backends!(
+    identity_per_channel,
+    the_same_user_id_on_two_sites_is_two_people
+);
+
+/// What the database held before site user ids were scoped by channel: a shop channel,
+/// a contact signed in there with a conversation, and one signed in with none.
+const BARE_SITE_USER_IDS: &[&str] = &[
+    "INSERT INTO channels (name, title, kind, created_at) VALUES ('shop', 'Shop', 'web', 0)",
+    "INSERT INTO contacts (name, created_at, updated_at) VALUES ('Shopper', 0, 0)",
+    "INSERT INTO contacts (name, created_at, updated_at) VALUES ('Reader', 0, 0)",
+    "INSERT INTO conversations (channel, created_at, updated_at, contact_id) \
+     SELECT 'shop', 0, 0, id FROM contacts WHERE name = 'Shopper'",
+    "INSERT INTO contact_identifiers (contact_id, kind, value, verified, source, created_at) \
+     SELECT id, 'external_id', '42', TRUE, 'widget_identity', 0 FROM contacts WHERE name = 'Shopper'",
+    "INSERT INTO contact_identifiers (contact_id, kind, value, verified, source, created_at) \
+     SELECT id, 'external_id', '77', TRUE, 'widget_identity', 0 FROM contacts WHERE name = 'Reader'",
+];
+
+#[derive(diesel::QueryableByName)]
+struct SiteUser {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    value: String,
+}
+
+/// Takes the database back to before the migration that scopes site user ids, seeds it
+/// with bare ids, migrates again and answers the ids as they are now, by contact name.
+macro_rules! migrate_bare_site_user_ids {
+    ($conn:ty, $url:expr, $dir:literal) => {{
+        use diesel::{Connection, RunQueryDsl};
+        use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+        const MIGRATIONS: EmbeddedMigrations = diesel_migrations::embed_migrations!($dir);
+        let mut conn = <$conn>::establish($url).expect("connect");
+        conn.run_pending_migrations(MIGRATIONS).expect("migrate");
+        loop {
+            let version = conn.revert_last_migration(MIGRATIONS).expect("revert");
+            if version.to_string().starts_with("20261204000001") {
+                break;
+            }
+        }
+        for sql in BARE_SITE_USER_IDS {
+            diesel::sql_query(*sql).execute(&mut conn).expect(sql);
+        }
+        conn.run_pending_migrations(MIGRATIONS)
+            .expect("migrate again");
+        diesel::sql_query(
+            "SELECT c.name, i.value FROM contact_identifiers i \
+             JOIN contacts c ON c.id = i.contact_id \
+             WHERE i.kind = 'external_id' ORDER BY c.name",
+        )
+        .load::<SiteUser>(&mut conn)
+        .expect("site users")
+    }};
+}
+
+async fn bare_site_user_ids_from_before_get_their_channel(db: TestDb) {
+    let rows = if db.backend == "sqlite" {
+        migrate_bare_site_user_ids!(diesel::SqliteConnection, &db.url, "migrations/sqlite")
+    } else {
+        migrate_bare_site_user_ids!(diesel::PgConnection, &db.url, "migrations/postgres")
+    };
+    let rows: Vec<(String, String)> = rows.into_iter().map(|r| (r.name, r.value)).collect();
+    // The shop is channel 2: the channel of the contact's first conversation, else the
+    // first channel.
+    assert_eq!(
+        rows,
+        vec![
+            ("Reader".to_string(), "1:77".to_string()),
+            ("Shopper".to_string(), "2:42".to_string()),
+        ]
+    );
+    // Shop user 42 signing in now is that contact.
+    let srv = TestServer::start(&db).await;
+    let (admin, _) = srv.named_operator("boss@example.com", "Boss", true).await;
+    let (_, secret) = srv.get("/api/channels/2/secret", Some(&admin)).await;
+    let secret = secret["identity_secret"].as_str().expect("secret");
+    let card = signed_in(&srv, &admin, ("shop", secret), "42", "hola").await;
+    assert_eq!(card["name"], "Shopper");
+    srv.stop().await;
+}
+both_backends!(
+    identity_migration,
+    bare_site_user_ids_from_before_get_their_channel
+);
+
 async fn prechat_rules_and_widget_configuration(db: TestDb) {
     let srv = TestServer::start(&db).await;
     let (admin, _) = srv.named_operator("boss@example.com", "Boss", true).await;
@@ -464,6 +632,119 @@ async fn prechat_rules_and_widget_configuration(db: TestDb) {
     srv.stop().await;
 }
 both_backends!(prechat, prechat_rules_and_widget_configuration);
+
+async fn mandatory_prechat_fields_hold_for_any_client(db: TestDb) {
+    let srv = TestServer::start(&db).await;
+    let (admin, _) = srv.named_operator("boss@example.com", "Boss", true).await;
+    set_channel(
+        &srv,
+        &admin,
+        json!({"prechat": {"name": "required", "email": "required", "phone": "optional"}}),
+    )
+    .await;
+    // A client that skips the widget's form cannot chat: the first message is refused.
+    let (mut v, _) = srv.new_visitor().await;
+    v.send(json!({"type": "message", "client_id": "m1", "body": "hola"}))
+        .await;
+    let err = v.next_of("error").await;
+    assert_eq!(
+        (err["code"].as_str(), err["client_id"].as_str()),
+        (Some("prechat_required"), Some("m1")),
+        "{err}"
+    );
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("name, email")),
+        "{err}"
+    );
+    // Nor can another form that lacks them open the conversation.
+    let err = form(
+        &mut v,
+        "o1",
+        "offline",
+        json!({"email": "pepe@example.com"}),
+    )
+    .await;
+    assert_eq!(err["code"], "prechat_required", "{err}");
+    // The pre-chat form opens it; then the visitor chats, on this socket and the next.
+    let ack = form(
+        &mut v,
+        "p1",
+        "prechat",
+        json!({"name": "Pepe", "email": "pepe@example.com"}),
+    )
+    .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let cid = ack["conversation_id"].as_i64().expect("id");
+    assert_eq!(v.say("m2", "hola").await["conversation_id"], cid);
+    // A form that brings the required fields itself opens one too (CF7 while offline).
+    let (mut w, _) = srv.new_visitor().await;
+    let ack = form(
+        &mut w,
+        "o2",
+        "offline",
+        json!({"email": "eva@example.com", "name": "Eva"}),
+    )
+    .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    w.say("w1", "¿hay alguien?").await;
+    // A visitor the site vouches for is not asked (ID8), as in the widget.
+    let (_, secret) = srv.get("/api/channels/1/secret", Some(&admin)).await;
+    let secret = secret["identity_secret"].as_str().expect("secret");
+    let signature = charla::crm::identity::sign_user_id(secret, "u-7");
+    let mut signed = srv.ws("/ws/visitor").await;
+    signed
+        .send(json!({"type": "hello", "identity": {"user_id": "u-7", "signature": signature}}))
+        .await;
+    signed.next_of("welcome").await;
+    signed.say("s1", "hola, soy cliente").await;
+    // Optional fields: anyone chats.
+    set_channel(
+        &srv,
+        &admin,
+        json!({"prechat": {"name": "optional", "email": "optional", "phone": "off"}}),
+    )
+    .await;
+    let (mut anyone, _) = srv.new_visitor().await;
+    anyone.say("a1", "hola").await;
+    srv.stop().await;
+}
+both_backends!(
+    prechat_enforced,
+    mandatory_prechat_fields_hold_for_any_client
+);
+
+async fn a_closed_channel_is_offline_with_operators_online(db: TestDb) {
+    let srv = TestServer::start(&db).await;
+    let (admin, _) = srv.named_operator("boss@example.com", "Boss", true).await;
+    let _op = srv.operator_ws(&admin).await;
+    let online = || async { srv.get("/api/widget/web", None).await.1 };
+    for _ in 0..100 {
+        if online().await["online"] == true {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(online().await["online"], true, "an operator can answer");
+    // Outside business hours: closed, so the widget offers the offline form (CF7) though
+    // someone is connected.
+    set_channel(&srv, &admin, json!({"closed": true})).await;
+    let cfg = online().await;
+    assert_eq!(
+        (cfg["online"].as_bool(), cfg["closed"].as_bool()),
+        (Some(false), Some(true)),
+        "{cfg}"
+    );
+    assert_eq!(cfg["offline_form"], true);
+    set_channel(&srv, &admin, json!({"closed": false})).await;
+    assert_eq!(online().await["online"], true, "open again");
+    srv.stop().await;
+}
+both_backends!(
+    closed_channel,
+    a_closed_channel_is_offline_with_operators_online
+);
 
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82";
 
@@ -638,6 +919,38 @@ async fn export_and_erase_everything_about_a_contact(db: TestDb) {
         json!({"client_id": "r", "body": "Gracias Paz"}),
     )
     .await;
+    // The reply stays unread: its e-mail (CF8) waits in the outbox (no SMTP server here),
+    // with the visitor's address, a subject and the text.
+    srv.clock.advance(61_000);
+    fire_timers(&srv);
+    let emails = loop {
+        let (_, emails) = srv
+            .get(&format!("/api/conversations/{cid}/emails"), Some(&admin))
+            .await;
+        if emails.as_array().is_some_and(|e| !e.is_empty()) {
+            break emails;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(emails[0]["to_address"], "paz@example.com");
+    // Another reply: a timer pending, an e-mail to come; and a file uploaded, never sent.
+    srv.post(
+        &format!("/api/conversations/{cid}/messages"),
+        Some(&ana),
+        json!({"client_id": "r2", "body": "Su pedido sale hoy"}),
+    )
+    .await;
+    let pending = pending_timers(&srv, cid).await;
+    assert!(pending > 0, "an unread timer is pending");
+    let (status, _) = upload(
+        &srv,
+        &format!("Visitor {vtoken}"),
+        "borrador-nomina.png",
+        "image/png",
+        PNG,
+    )
+    .await;
+    assert_eq!(status, 201);
 
     assert_eq!(
         srv.get(&format!("/api/contacts/{contact}/export"), Some(&ana))
@@ -655,10 +968,20 @@ async fn export_and_erase_everything_about_a_contact(db: TestDb) {
         "paz@example.com",
         "Gracias Paz",
         "dni.png",
+        "borrador-nomina.png",
     ] {
         assert!(text.contains(needle), "export lacks {needle}");
     }
     assert_eq!(doc["files"][0]["size"], PNG.len());
+    let mail = &doc["emails"][0];
+    assert_eq!(mail["to_address"], "paz@example.com");
+    assert_eq!(mail["subject"], emails[0]["subject"]);
+    assert!(
+        mail["text_body"]
+            .as_str()
+            .is_some_and(|t| t.contains("Gracias Paz")),
+        "{mail}"
+    );
 
     assert_eq!(
         srv.delete(&format!("/api/contacts/{contact}"), Some(&ana))
@@ -709,9 +1032,117 @@ async fn export_and_erase_everything_about_a_contact(db: TestDb) {
         srv.get(file["url"].as_str().expect("url"), None).await.0,
         404
     );
+    // The e-mails are gone, and the pending one never comes.
+    let (_, emails) = srv
+        .get(&format!("/api/conversations/{cid}/emails"), Some(&admin))
+        .await;
+    assert_eq!(emails, json!([]));
+    assert_eq!(pending_timers(&srv, cid).await, 0, "timers cancelled");
+    srv.clock.advance(120_000);
+    fire_timers(&srv);
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    let (_, emails) = srv
+        .get(&format!("/api/conversations/{cid}/emails"), Some(&admin))
+        .await;
+    assert_eq!(emails, json!([]));
     srv.stop().await;
 }
 both_backends!(privacy, export_and_erase_everything_about_a_contact);
+
+/// Fires the durable timers that are due (tests move the clock first).
+fn fire_timers(srv: &TestServer) {
+    srv.runtime()
+        .timers
+        .do_send(charla::runtime::timers::FireNow);
+}
+
+/// How many timers of a conversation are still to fire, whenever they fall due.
+async fn pending_timers(srv: &TestServer, cid: i64) -> usize {
+    let due = srv
+        .runtime()
+        .core
+        .store
+        .call(|s| s.due_timers(i64::MAX, 10_000))
+        .await
+        .expect("timers");
+    due.iter().filter(|t| t.conversation_id == cid).count()
+}
+
+async fn a_link_by_hand_holds_when_the_visitor_fills_a_form(db: TestDb) {
+    let srv = TestServer::start(&db).await;
+    let (ana, _) = srv.named_operator("ana@example.com", "Ana", false).await;
+    // Rosa, a customer.
+    let (mut rosa, _) = srv.new_visitor().await;
+    let rosa_cid = rosa.say("r1", "hola").await["conversation_id"]
+        .as_i64()
+        .expect("id");
+    form(
+        &mut rosa,
+        "rf",
+        "name",
+        json!({"name": "Rosa", "email": "rosa@example.com"}),
+    )
+    .await;
+    let customer = contact_of(&srv, &ana, rosa_cid).await["id"]
+        .as_i64()
+        .expect("id");
+    // A visitor the operator recognises as Rosa, on another device: linked by hand (XB2).
+    let (mut v, _) = srv.new_visitor().await;
+    let cid = v.say("v1", "soy Rosa, desde el móvil").await["conversation_id"]
+        .as_i64()
+        .expect("id");
+    let (status, body) = srv
+        .post(
+            &format!("/api/conversations/{cid}/contact"),
+            Some(&ana),
+            json!({"contact_id": customer}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The visitor then fills the name form in that conversation, twice.
+    for (id, fields) in [
+        ("f1", json!({"name": "R."})),
+        (
+            "f2",
+            json!({"name": "R.", "email": "rosa.movil@example.com"}),
+        ),
+    ] {
+        let ack = form(&mut v, id, "name", fields).await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        let card = contact_of(&srv, &ana, cid).await;
+        assert_eq!(card["id"], customer, "the link by hand holds");
+        assert_eq!(
+            card["name"], "Rosa",
+            "the visitor's typing renames no customer"
+        );
+        assert!(
+            !card.to_string().contains("rosa.movil@example.com"),
+            "typed data is the visitor's, not the customer's: {card}"
+        );
+    }
+    // The typed data went to the visitor's own contact, which the form event names.
+    let (_, conv) = srv
+        .get(&format!("/api/conversations/{cid}"), Some(&ana))
+        .await;
+    assert_eq!(conv["conversation"]["contact"]["id"], customer);
+    let event = conv["messages"]
+        .as_array()
+        .expect("m")
+        .iter()
+        .rev()
+        .find(|m| m["body"] == "form")
+        .cloned()
+        .expect("form event");
+    let own = event["meta"]["contact"]["id"].as_i64().expect("id");
+    assert_ne!(own, customer);
+    let (_, card) = srv.get(&format!("/api/contacts/{own}"), Some(&ana)).await;
+    assert_eq!(card["email"], "rosa.movil@example.com");
+    srv.stop().await;
+}
+both_backends!(
+    manual_link,
+    a_link_by_hand_holds_when_the_visitor_fills_a_form
+);
 
 async fn the_card_is_editable_and_a_manual_merge_moves_everything(db: TestDb) {
     let srv = TestServer::start(&db).await;

@@ -9,12 +9,16 @@
 //!   never links to it: the visitor gets a contact of their own (a lead) and operators get a
 //!   merge suggestion to accept or reject, so nobody reaches someone else's history by
 //!   typing their e-mail;
-//! - anything new is added to the visitor's contact, created as a lead when needed.
+//! - anything new is added to the visitor's contact, created as a lead when needed;
+//! - the visitor's conversations follow their contact, except those an operator linked to
+//!   another contact by hand (XB2): a form never undoes an operator's decision, and the
+//!   operator's link never makes the visitor that contact (what the visitor types next is
+//!   theirs, not the customer's).
 
 use crate::model::Named;
 use crate::store::schema::{
     attachments, contact_identifiers, contact_merges, contacts, conversations, drafts, erasures,
-    merge_suggestions, messages, operators, visitors,
+    merge_suggestions, messages, operators, outbox, timers, visitors,
 };
 use crate::store::{Store, StoreError, StoreResult};
 use crate::{db_run, db_tx};
@@ -175,6 +179,9 @@ pub struct Identified {
     pub merged_from: Option<i64>,
     /// Conversations whose contact changed (their open actors need the new header).
     pub moved: Vec<i64>,
+    /// The visitor's conversations an operator linked to another contact by hand (XB2):
+    /// left where they are.
+    pub kept: Vec<i64>,
 }
 
 /// What a merge did.
@@ -225,6 +232,16 @@ pub const UNNAMED: &str = "Visitor";
 fn blank_to_none(s: &str) -> Option<String> {
     let t = s.trim();
     (!t.is_empty()).then(|| t.to_string())
+}
+
+/// Files these visitors uploaded and never sent in a message (XB6: theirs all the same).
+macro_rules! unsent_uploads_of {
+    ($visitor_ids:expr) => {
+        attachments::conversation_id
+            .is_null()
+            .and(attachments::uploader_kind.eq("visitor"))
+            .and(attachments::uploader_id.eq_any($visitor_ids))
+    };
 }
 
 /// Follows `merged_into` to the contact that remains.
@@ -420,6 +437,8 @@ impl Store {
                 Some(id) => Some(live_contact!(conn, id)),
                 None => None,
             };
+            // The contacts the visitor's conversations follow: the others were linked by hand.
+            let mut previous: Vec<i64> = current.into_iter().chain(contact).collect();
             // Verified claims first: they may name the contact this visitor is.
             for claim in claims.iter().filter(|c| c.verified) {
                 let owner: Option<i64> = contact_identifiers::table
@@ -502,15 +521,19 @@ impl Store {
             diesel::update(visitors::table.find(visitor_id))
                 .set(visitors::contact_id.eq(contact_id))
                 .execute(conn)?;
-            let unlinked: Vec<i64> = conversations::table
+            previous.retain(|c| *c != contact_id);
+            let theirs: Vec<(i64, Option<i64>)> = conversations::table
                 .filter(conversations::visitor_id.eq(visitor_id))
-                .filter(
-                    conversations::contact_id
-                        .is_null()
-                        .or(conversations::contact_id.ne(contact_id)),
-                )
-                .select(conversations::id)
+                .select((conversations::id, conversations::contact_id))
                 .load(conn)?;
+            let mut unlinked = Vec::new();
+            for (id, linked) in theirs {
+                match linked {
+                    Some(c) if c == contact_id => {}
+                    Some(c) if !previous.contains(&c) => out.kept.push(id),
+                    _ => unlinked.push(id),
+                }
+            }
             diesel::update(conversations::table.filter(conversations::id.eq_any(&unlinked)))
                 .set(conversations::contact_id.eq(contact_id))
                 .execute(conn)?;
@@ -883,8 +906,9 @@ impl Store {
     }
 
     /// Everything stored about a contact, as one JSON document (XB6): the contact, its
-    /// identifiers, every conversation with its messages, the files (base64), suggestions
-    /// and merges.
+    /// identifiers, every conversation with its messages, the e-mails sent or waiting in
+    /// the outbox, the files (base64; the ones its visitors uploaded and never sent too),
+    /// suggestions and merges.
     pub fn export_contact(&self, id: i64) -> StoreResult<serde_json::Value> {
         use base64::Engine;
         let card = self.contact_card(id)?.ok_or(StoreError::NotFound)?;
@@ -902,9 +926,17 @@ impl Store {
             }));
         }
         type FileRow = (String, Option<i64>, String, String, i64, Vec<u8>, i64);
-        let (files, merges) = db_run!(self, |conn| {
+        let (files, emails, merges) = db_run!(self, |conn| {
+            let visitor_ids: Vec<i64> = visitors::table
+                .filter(visitors::contact_id.eq(cid))
+                .select(visitors::id)
+                .load(conn)?;
             let files: Vec<FileRow> = attachments::table
-                .filter(attachments::conversation_id.eq_any(&conversation_ids))
+                .filter(
+                    attachments::conversation_id
+                        .eq_any(&conversation_ids)
+                        .or(unsent_uploads_of!(&visitor_ids)),
+                )
                 .select((
                     attachments::id,
                     attachments::conversation_id,
@@ -929,7 +961,12 @@ impl Store {
                     contact_merges::at,
                 ))
                 .load(conn)?;
-            (files, merges)
+            let emails: Vec<crate::mail::outbox::Outgoing> = outbox::table
+                .filter(outbox::conversation_id.eq_any(&conversation_ids))
+                .order(outbox::id)
+                .select(crate::mail::outbox::Outgoing::as_select())
+                .load(conn)?;
+            (files, emails, merges)
         });
         let engine = base64::engine::general_purpose::STANDARD;
         Ok(serde_json::json!({
@@ -937,6 +974,13 @@ impl Store {
             "contact": card.contact,
             "identifiers": card.identifiers,
             "conversations": conversations,
+            // `Outgoing` leaves its bodies out of the console's list; an export has them.
+            "emails": emails.into_iter().map(|e| serde_json::json!({
+                "id": e.id, "kind": e.kind, "conversation_id": e.conversation_id,
+                "to_address": e.to_address, "subject": e.subject, "text_body": e.text_body,
+                "html_body": e.html_body, "status": e.status, "created_at": e.created_at,
+                "sent_at": e.sent_at,
+            })).collect::<Vec<_>>(),
             "files": files.into_iter().map(|(id, conv, name, ty, size, data, at)| serde_json::json!({
                 "id": id, "conversation_id": conv, "filename": name, "content_type": ty,
                 "size": size, "created_at": at, "data_base64": engine.encode(data),
@@ -950,8 +994,10 @@ impl Store {
     }
 
     /// Erases everything stored about a contact (XB6): the text of its conversations'
-    /// messages and notes, their files and drafts, its identifiers, suggestions and fields;
-    /// its visitors' tokens stop working. What remains is the skeleton: conversations with
+    /// messages and notes, their files, drafts and e-mails (sent or waiting), the files its
+    /// visitors uploaded and never sent, its identifiers, suggestions and fields; pending
+    /// timers of its conversations are cancelled (no e-mail goes out later) and its
+    /// visitors' tokens stop working. What remains is the skeleton: conversations with
     /// their events, and an erasure record naming who erased and when. Returns the
     /// conversations touched, whose live actors must forget what they hold.
     pub fn erase_contact(&self, id: i64, by: i64, now: i64) -> StoreResult<Vec<i64>> {
@@ -990,10 +1036,30 @@ impl Store {
             )
             .set(messages::meta.eq(None::<String>))
             .execute(conn)?;
-            diesel::delete(attachments::table.filter(attachments::conversation_id.eq_any(&convs)))
-                .execute(conn)?;
+            let visitor_ids: Vec<i64> = visitors::table
+                .filter(visitors::contact_id.eq_any(&all))
+                .select(visitors::id)
+                .load(conn)?;
+            diesel::delete(
+                attachments::table.filter(
+                    attachments::conversation_id
+                        .eq_any(&convs)
+                        .or(unsent_uploads_of!(&visitor_ids)),
+                ),
+            )
+            .execute(conn)?;
             diesel::delete(drafts::table.filter(drafts::conversation_id.eq_any(&convs)))
                 .execute(conn)?;
+            // E-mails hold the address, the subject and the text: gone, sent or not (a
+            // pending one never goes out).
+            diesel::delete(outbox::table.filter(outbox::conversation_id.eq_any(&convs)))
+                .execute(conn)?;
+            diesel::delete(
+                timers::table
+                    .filter(timers::conversation_id.eq_any(&convs))
+                    .filter(timers::fired_at.is_null()),
+            )
+            .execute(conn)?;
             diesel::delete(
                 contact_identifiers::table.filter(contact_identifiers::contact_id.eq_any(&all)),
             )
@@ -1006,10 +1072,6 @@ impl Store {
                 ),
             )
             .execute(conn)?;
-            let visitor_ids: Vec<i64> = visitors::table
-                .filter(visitors::contact_id.eq_any(&all))
-                .select(visitors::id)
-                .load(conn)?;
             diesel::delete(
                 crate::store::schema::visitor_tokens::table
                     .filter(crate::store::schema::visitor_tokens::visitor_id.eq_any(&visitor_ids)),
@@ -1046,8 +1108,17 @@ impl Store {
         })
     }
 
-    /// The verified site user id of a visitor's contact, if it has one.
-    pub fn visitor_external_id(&self, visitor_id: i64) -> StoreResult<Option<String>> {
+    /// Which of `fields` (`name`, `email`, `phone`) the visitor's contact lacks, for the
+    /// mandatory pre-chat fields (ID7). A contact the site vouches for (a verified site
+    /// user id, ID8) lacks nothing: the widget asks such visitors no pre-chat form.
+    pub fn missing_fields(
+        &self,
+        visitor_id: i64,
+        fields: &[&'static str],
+    ) -> StoreResult<Vec<&'static str>> {
+        if fields.is_empty() {
+            return Ok(Vec::new());
+        }
         db_run!(self, |conn| {
             let contact: Option<i64> = visitors::table
                 .find(visitor_id)
@@ -1056,7 +1127,48 @@ impl Store {
                 .optional()?
                 .flatten();
             let Some(contact) = contact else {
-                return Ok(None);
+                return Ok(fields.to_vec());
+            };
+            let contact = live_contact!(conn, contact);
+            let name: String = contacts::table
+                .find(contact)
+                .select(contacts::name)
+                .first(conn)?;
+            let kinds: Vec<(String, bool)> = contact_identifiers::table
+                .filter(contact_identifiers::contact_id.eq(contact))
+                .select((contact_identifiers::kind, contact_identifiers::verified))
+                .load(conn)?;
+            let vouched = kinds
+                .iter()
+                .any(|(k, v)| *v && k == IdKind::ExternalId.as_str());
+            if vouched {
+                return Ok(Vec::new());
+            }
+            let has = |kind: IdKind| kinds.iter().any(|(k, _)| k == kind.as_str());
+            Ok(fields
+                .iter()
+                .copied()
+                .filter(|f| match *f {
+                    "name" => name == UNNAMED,
+                    "email" => !has(IdKind::Email),
+                    "phone" => !has(IdKind::Phone),
+                    _ => false,
+                })
+                .collect())
+        })
+    }
+
+    /// The verified site user ids (`<channel id>:<user id>`) of a visitor's contact.
+    pub fn visitor_external_ids(&self, visitor_id: i64) -> StoreResult<Vec<String>> {
+        db_run!(self, |conn| {
+            let contact: Option<i64> = visitors::table
+                .find(visitor_id)
+                .select(visitors::contact_id)
+                .first::<Option<i64>>(conn)
+                .optional()?
+                .flatten();
+            let Some(contact) = contact else {
+                return Ok(Vec::new());
             };
             let contact = live_contact!(conn, contact);
             Ok(contact_identifiers::table
@@ -1064,8 +1176,7 @@ impl Store {
                 .filter(contact_identifiers::kind.eq(IdKind::ExternalId.as_str()))
                 .filter(contact_identifiers::verified.eq(true))
                 .select(contact_identifiers::value)
-                .first(conn)
-                .optional()?)
+                .load(conn)?)
         })
     }
 

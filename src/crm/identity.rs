@@ -74,6 +74,13 @@ pub fn normalise_phone(raw: &str, default_country_code: Option<&str>) -> Result<
     Ok(format!("+{international}"))
 }
 
+/// The identifier a signed site user id is kept as: `<channel id>:<user id>`. Each channel
+/// has its own secret, so each vouches only for its own users: user `42` of one site and
+/// user `42` of another are two people, never merged (ID8, XB11).
+pub fn channel_user_id(channel_id: i64, user_id: &str) -> String {
+    format!("{channel_id}:{user_id}")
+}
+
 /// The signature a site sends with its logged-in user's id: HMAC-SHA256 of the id with
 /// the channel's identity secret, in lower-case hex.
 pub fn sign_user_id(secret: &str, user_id: &str) -> String {

@@ -1074,6 +1074,9 @@ pub struct FormSubmitted {
     pub fields: crate::crm::FormFields,
     /// The contact the visitor is now.
     pub contact: Named,
+    /// Whether this conversation follows the visitor's contact: not when an operator
+    /// linked it to another contact by hand (XB2), a link a form never undoes.
+    pub relink: bool,
     /// Merge suggestions the form raised.
     pub suggestions: usize,
     /// Where the ack goes.
@@ -1108,16 +1111,18 @@ impl Handler<FormSubmitted> for Conversation {
         item.replies.push(reply);
         item.from_session = msg.from_session;
         let change = Change {
-            contact: Some((Some(msg.contact.clone()), self.contact.clone())),
+            contact: msg
+                .relink
+                .then(|| (Some(msg.contact.clone()), self.contact.clone())),
             ..Change::default()
         };
-        let mut writes = vec![
-            write,
-            Write::Contact {
+        let mut writes = vec![write];
+        if msg.relink {
+            writes.push(Write::Contact {
                 conversation_id: self.id,
                 contact_id: Some(msg.contact.id),
-            },
-        ];
+            });
+        }
         let now = self.now();
         if msg.fields.email.is_some() && self.last_operator_seq > self.visitor_read_seq {
             // An address at last: the replies not read yet go now (CF9).

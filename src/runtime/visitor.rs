@@ -297,16 +297,19 @@ impl VisitorSession {
                 }
                 None => None,
             };
-            if let (Some(id), Some(i)) = (known, &identity) {
+            // The site user as the CRM keeps them: scoped by the channel that vouches.
+            let site_user = identity
+                .as_ref()
+                .map(|i| identity::channel_user_id(channel.id, &i.user_id));
+            if let (Some(id), Some(user)) = (known, site_user.clone()) {
                 // The browser's last visitor was another logged-in user: start afresh
                 // rather than mix two people's conversations.
-                let user = i.user_id.clone();
-                let other = rt
+                let theirs = rt
                     .core
                     .store
-                    .call(move |s| s.visitor_external_id(id))
+                    .call(move |s| s.visitor_external_ids(id))
                     .await?;
-                if other.is_some_and(|o| o != user) {
+                if !theirs.is_empty() && !theirs.contains(&user) {
                     known = None;
                 }
             }
@@ -334,10 +337,10 @@ impl VisitorSession {
                     (id, Some(token))
                 }
             };
-            if let Some(i) = identity {
+            if let (Some(i), Some(site_user)) = (identity, site_user) {
                 let mut claims = vec![Claim {
                     kind: IdKind::ExternalId,
-                    value: i.user_id,
+                    value: site_user,
                     verified: true,
                     source: "widget_identity",
                 }];
@@ -526,7 +529,12 @@ impl VisitorSession {
         }
         let rt = self.rt.clone();
         let conversation = self.conversation.as_ref().map(|(id, _)| *id);
+        let channel = self.channel.clone();
         let prepare = async move {
+            if conversation.is_none() {
+                // This message opens the conversation.
+                prechat_gate(&rt, &channel, visitor_id, &FormFields::default()).await?;
+            }
             match attachment {
                 Some(file) => Ok(Some(
                     crate::files::reference(&rt, &file, "visitor", visitor_id, conversation)
@@ -570,17 +578,23 @@ impl VisitorSession {
         let rt = self.rt.clone();
         let channel = self.channel.clone();
         let which = form.clone();
-        let prepare = async move {
-            let channel = rt.channel(&channel).await?;
+        let opening = self.conversation.is_none();
+        let check = async move {
+            let channel_name = channel;
+            let channel = rt.channel(&channel_name).await?;
             let cc = Some(channel.settings.default_country_code.as_str()).filter(|c| !c.is_empty());
             let fields = fields.clean(cc)?;
             required_fields(&which, &channel.settings.prechat, &fields)?;
+            if opening && which != "prechat" {
+                // Another form would open the conversation: the pre-chat rules hold too.
+                prechat_gate(&rt, &channel_name, visitor_id, &fields).await?;
+            }
             Ok::<_, AppError>(fields)
         };
         let rt = self.rt.clone();
         let cid = client_id.clone();
         let session = self.id;
-        self.with_conversation(ctx, client_id, prepare, move |act, ctx, addr, _, fields| {
+        self.with_conversation(ctx, client_id, check, move |act, ctx, addr, id, fields| {
             let sink = ctx.address().recipient::<Outbound>();
             ctx.wait(
                 async move {
@@ -595,6 +609,7 @@ impl VisitorSession {
                             client_id: cid.clone(),
                             form,
                             fields,
+                            relink: !done.kept.contains(&id),
                             contact: Named {
                                 id: done.contact_id,
                                 name: done.name,
@@ -615,6 +630,46 @@ impl VisitorSession {
             );
         });
     }
+}
+
+/// Refuses to open a conversation for a visitor who has not given what the channel's
+/// pre-chat form requires (ID7), so a client that skips the widget's form cannot skip the
+/// rule: neither the visitor's contact nor the form being sent (`given`) has it. Visitors
+/// the site vouches for (ID8) are not asked, as in the widget.
+async fn prechat_gate(
+    rt: &Runtime,
+    channel: &str,
+    visitor_id: i64,
+    given: &FormFields,
+) -> Result<(), AppError> {
+    let required = rt.channel(channel).await?.settings.prechat.required();
+    if required.is_empty() {
+        return Ok(());
+    }
+    let missing = rt
+        .core
+        .store
+        .call(move |s| s.missing_fields(visitor_id, &required))
+        .await?;
+    let missing: Vec<&str> = missing
+        .into_iter()
+        .filter(|f| match *f {
+            "name" => given.name.is_none(),
+            "email" => given.email.is_none(),
+            "phone" => given.phone.is_none(),
+            _ => true,
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(AppError::new(
+        ErrorCode::PrechatRequired,
+        format!(
+            "fill in the pre-chat form first (required: {})",
+            missing.join(", ")
+        ),
+    ))
 }
 
 /// Refuses a form without what the channel requires (ID7) or what the form is for.

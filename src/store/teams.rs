@@ -80,6 +80,20 @@ impl Prechat {
             .iter()
             .any(|r| *r != FieldRule::Off)
     }
+
+    /// The fields a visitor must have given before their first message, by their names in
+    /// forms (`name`, `email`, `phone`).
+    pub fn required(&self) -> Vec<&'static str> {
+        [
+            (self.name, "name"),
+            (self.email, "email"),
+            (self.phone, "phone"),
+        ]
+        .into_iter()
+        .filter(|(rule, _)| *rule == FieldRule::Required)
+        .map(|(_, field)| field)
+        .collect()
+    }
 }
 
 /// A channel's widget settings (CF1, CF2, CF5, CF7, CF10, EC1, ID7, ID8), kept as one JSON

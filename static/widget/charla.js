@@ -1686,6 +1686,13 @@
       return;
     }
     outbox.take(entry.client_id);
+    if (e.code === 'prechat_required') {
+      // The channel asks for the pre-chat form first (its rules changed, or this browser
+      // thought it was done): show it again.
+      state.forms.prechat = false;
+      saveForms();
+      decideForms();
+    }
     if (entry.kind === 'form') return formRefused(entry, e.message || e.code);
     const li = view.byClient.get(entry.client_id);
     if (li) setItemState(li, 'failed', e.message || e.code);
@@ -1810,8 +1817,25 @@
       if (pre) pre.remove();
     }
 
-    // CF7: nobody can answer now.
-    if (!c.online && c.offline_form && !state.forms.offline && !pendingForm('offline') && !(IDENTITY && IDENTITY.email)) {
+    // ID7: before the first message, for visitors the site has not vouched for. A form
+    // with mandatory fields comes first even when nobody is online: the server refuses the
+    // first message without them (`prechat_required`).
+    const pre = c.prechat || {};
+    const prechatOn = ['name', 'email', 'phone'].some((k) => pre[k] && pre[k] !== 'off');
+    const prechatRequired = ['name', 'email', 'phone'].some((k) => pre[k] === 'required');
+    const askPrechat = prechatOn && !IDENTITY && !hasConversation && !state.forms.prechat && !pendingForm('prechat');
+    if (askPrechat && (c.online || prechatRequired)) {
+      if (!showing('prechat')) cards.appendChild(prechatForm(pre));
+      renderComposerState();
+      return;
+    }
+    // CF7: nobody can answer now (no need when the pre-chat form gave an e-mail, or is
+    // giving one: it may still be on its way).
+    const prechatEmail =
+      (state.forms.prechat && state.forms.email) ||
+      outbox.list().some((e) => e.kind === 'form' && e.form === 'prechat' && e.fields && e.fields.email);
+    const offlineDone = state.forms.offline || prechatEmail;
+    if (!c.online && c.offline_form && !offlineDone && !pendingForm('offline') && !(IDENTITY && IDENTITY.email)) {
       if (!showing('offline')) cards.appendChild(offlineForm());
       return;
     }
@@ -1819,10 +1843,7 @@
       const off = showing('offline');
       if (off) off.remove();
     }
-    // ID7: before the first message, for visitors the site has not vouched for.
-    const pre = c.prechat || {};
-    const prechatOn = ['name', 'email', 'phone'].some((k) => pre[k] && pre[k] !== 'off');
-    if (prechatOn && !IDENTITY && !hasConversation && !state.forms.prechat && !pendingForm('prechat')) {
+    if (askPrechat) {
       if (!showing('prechat')) cards.appendChild(prechatForm(pre));
       renderComposerState();
       return;

@@ -307,6 +307,44 @@ for (const backend of tested) {
       }
     });
 
+    test('a closed channel with an operator online offers the offline form; a mandatory pre-chat form comes first, and the e-mail it gave is not asked again (CF7, ID7)', { timeout: TIMEOUT }, async () => {
+      const closedSettings = (change = {}) => settings({ name_form: false, closed: true, ...change });
+      const closed = (await http(server, admin.token, 'POST', '/api/channels', { name: 'closed', title: 'Closed shop', kind: 'web', settings: closedSettings() })).id;
+      assert.equal((await http(server, null, 'GET', '/api/widget/closed')).online, false, 'the desk is online, the channel closed');
+      const page = await embedPage(browser, server, { attrs: { channel: 'closed' } });
+      await openWidget(page);
+      await w(page, '.card.offline').waitFor();
+      assert.equal(await widgetText(page, '.subtitle-text'), 'We are away right now');
+      await noErrors(page);
+      await page.context().close();
+
+      // Mandatory pre-chat fields: that form first even now (the server refuses a first
+      // message without them), the composer waiting for it.
+      await http(server, admin.token, 'PATCH', `/api/channels/${closed}`, {
+        title: 'Closed shop',
+        kind: 'web',
+        settings: closedSettings({ prechat: { name: 'required', email: 'required', phone: 'off' } }),
+      });
+      const next = await embedPage(browser, server, { attrs: { channel: 'closed' } });
+      await openWidget(next);
+      await w(next, '.card.prechat').waitFor();
+      assert.equal(await w(next, '.card.offline').count(), 0);
+      assert.equal(await w(next, '.composer').isVisible(), false);
+      await w(next, '.card.prechat input[name="name"]').fill('Olga');
+      await w(next, '.card.prechat input[name="email"]').fill('olga@example.com');
+      await w(next, '.card.prechat button[type="submit"]').click();
+      await w(next, '.card.prechat').waitFor({ state: 'detached' });
+      await send(next, 'Are you open tomorrow?');
+      await sent(next, 'Are you open tomorrow?');
+      assert.equal(await w(next, '.card.offline').count(), 0, 'the e-mail is known: no offline form');
+      const id = await storedConversation(next, server, 'closed');
+      const forms = (await history(server, admin.token, id)).filter((m) => m.body === 'form');
+      assert.deepEqual(forms.map((m) => m.meta.form), ['prechat']);
+      assert.equal(forms[0].meta.fields.email, 'olga@example.com');
+      await noErrors(next);
+      await next.context().close();
+    });
+
     test('images both ways from a page of another origin: the visitor’s PNG reaches the operator, the operator’s shows in the widget, an SVG is refused with the server’s message (XB1)', { timeout: TIMEOUT }, async () => {
       // The page is on the site's origin, the widget's server on another one: the
       // configuration and the uploads go through CORS.
@@ -587,7 +625,7 @@ for (const backend of tested) {
       assert.ok(conv.conversation.contact, 'the conversation has a contact');
       const card = await http(server, admin.token, 'GET', `/api/contacts/${conv.conversation.contact.id}`);
       const ext = card.identifiers.find((i) => i.kind === 'external_id');
-      assert.deepEqual({ value: ext.value, verified: ext.verified }, { value: userId, verified: true });
+      assert.deepEqual({ value: ext.value, verified: ext.verified }, { value: `${channels.members}:${userId}`, verified: true });
       assert.equal(card.name, 'Marta Member');
       assert.equal(await w(page, '.card.name').count(), 0, 'the site gave the name: no name form');
       await noErrors(page);

@@ -9,6 +9,7 @@
 
 mod common;
 
+use charla::mail::outbox::Outgoing;
 use common::{SmtpSink, TestDb, TestServer};
 use mail_parser::MessageParser;
 use serde_json::{json, Value};
@@ -106,6 +107,51 @@ fn fire(srv: &TestServer) {
     srv.runtime()
         .timers
         .do_send(charla::runtime::timers::FireNow);
+}
+
+/// Wakes the sender now instead of at its next poll.
+fn wake_sender(srv: &TestServer) {
+    srv.runtime().core.mail_wake.notify_one();
+}
+
+/// A conversation's e-mails, newest first, straight from the store (the HTTP listing
+/// needs an operator, and some scenarios move the operators' table away).
+async fn outbox_of(srv: &TestServer, cid: i64) -> Vec<Outgoing> {
+    srv.runtime()
+        .core
+        .store
+        .call(move |s| s.conversation_emails(cid))
+        .await
+        .expect("the outbox reads")
+}
+
+/// Waits (at most 10 s) until the conversation's newest e-mail is as `done` wants.
+async fn newest_email(
+    srv: &TestServer,
+    cid: i64,
+    what: &str,
+    done: impl Fn(&Outgoing) -> bool,
+) -> Outgoing {
+    for _ in 0..200 {
+        if let Some(m) = outbox_of(srv, cid).await.into_iter().next() {
+            if done(&m) {
+                return m;
+            }
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let last = outbox_of(srv, cid).await;
+    let state = last.first().map(|m| (&m.status, m.attempts, &m.last_error));
+    panic!("waited for {what}; the e-mail is {state:?}");
+}
+
+/// Moves the clock past the longest backoff, wakes the sender, and waits for its next try
+/// at the conversation's newest e-mail; returns the e-mail as that try left it.
+async fn next_try(srv: &TestServer, cid: i64) -> Outgoing {
+    let before = outbox_of(srv, cid).await[0].attempts;
+    srv.clock.advance(301_000);
+    wake_sender(srv);
+    newest_email(srv, cid, "one more try", move |m| m.attempts > before).await
 }
 
 async fn es(srv: &TestServer) {
@@ -538,4 +584,90 @@ async fn names_cannot_inject_headers_and_bad_links_get_a_clear_page(db: TestDb) 
 both_backends!(
     injection_and_links,
     names_cannot_inject_headers_and_bad_links_get_a_clear_page
+);
+
+async fn an_smtp_outage_is_waited_out_for_days_before_the_mail_fails(db: TestDb) {
+    let port = SmtpSink::free_port();
+    let srv = mail_server(&db, &format!("smtp://127.0.0.1:{port}")).await;
+    let (cid, _, op) = asked_and_left(&srv, "Eva", "eva@example.com").await;
+    reply(&srv, &op, cid, "r1", "Aquí estamos.").await;
+    srv.clock.advance(61_000);
+    fire(&srv);
+    newest_email(&srv, cid, "a first try", |m| m.attempts >= 1).await;
+    // Thirty tries over two and a half hours of outage (a rule of 25 tries gave up after
+    // about 88 minutes): still waiting.
+    let mut mail = next_try(&srv, cid).await;
+    while mail.attempts < 30 {
+        mail = next_try(&srv, cid).await;
+    }
+    assert_eq!(mail.status, "pending", "{mail:?}");
+    assert!(
+        mail.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("Connection"),
+        "{mail:?}"
+    );
+    // Past the age limit, the next failure gives up, and it stays given up.
+    srv.clock.advance(charla::mail::sender::MAX_AGE_MS);
+    wake_sender(&srv);
+    let mail = newest_email(&srv, cid, "the end of the retries", |m| {
+        m.status != "pending"
+    })
+    .await;
+    assert_eq!(mail.status, "failed", "{mail:?}");
+    let smtp = SmtpSink::start_on(port).await;
+    srv.clock.advance(600_000);
+    wake_sender(&srv);
+    actix_rt::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        smtp.messages().is_empty(),
+        "a failed e-mail is not sent later"
+    );
+    srv.stop().await;
+}
+both_backends!(
+    long_outage,
+    an_smtp_outage_is_waited_out_for_days_before_the_mail_fails
+);
+
+async fn a_database_error_reading_the_sender_is_not_a_permanent_failure(db: TestDb) {
+    let port = SmtpSink::free_port();
+    let url = format!("smtp://127.0.0.1:{port}");
+    // No CHARLA_MAIL_FROM: every try reads the first administrator's address (CF6).
+    let srv = TestServer::start_with(&db, move |c| {
+        c.smtp_url = url;
+        c.reply_domain = "reply.tienda.example".into();
+        c.unread_email_secs = 60;
+    })
+    .await;
+    srv.named_operator("boss@tienda.example", "Boss", true)
+        .await;
+    let (cid, _, op) = asked_and_left(&srv, "Eva", "eva@example.com").await;
+    reply(&srv, &op, cid, "r1", "Aquí estamos.").await;
+    srv.clock.advance(61_000);
+    fire(&srv);
+    newest_email(&srv, cid, "a first try", |m| m.attempts >= 1).await;
+    // The operators' table is gone for a while: reading the sender fails, and waits.
+    db.execute("ALTER TABLE operators RENAME TO operators_away");
+    for _ in 0..4 {
+        let mail = next_try(&srv, cid).await;
+        assert_eq!(mail.status, "pending", "{mail:?}");
+        assert!(
+            mail.last_error.as_deref().unwrap_or("").contains("sender"),
+            "{mail:?}"
+        );
+    }
+    db.execute("ALTER TABLE operators_away RENAME TO operators");
+    let smtp = SmtpSink::start_on(port).await;
+    srv.clock.advance(301_000);
+    wake_sender(&srv);
+    let m = parse(&smtp.wait_for(1).await[0]);
+    assert_eq!(m.from, "boss@tienda.example");
+    assert_eq!(m.to, "eva@example.com");
+    srv.stop().await;
+}
+both_backends!(
+    sender_lookup_fails,
+    a_database_error_reading_the_sender_is_not_a_permanent_failure
 );

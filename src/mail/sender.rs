@@ -1,6 +1,11 @@
 //! The sender: takes e-mails from the outbox and hands them to the SMTP server, with
 //! retries and backoff. An e-mail leaves the outbox only when the server accepted it, so
 //! nothing is lost while the SMTP server is down or the process restarts.
+//!
+//! What ends the retries is the kind of failure, not a count of tries: a refusal the
+//! server says is permanent (5xx) or an e-mail that cannot be written ends it at once;
+//! everything else (connection refused, time-outs, 4xx, database trouble, no sender
+//! yet) is retried with capped exponential backoff until the e-mail is [`MAX_AGE_MS`] old.
 
 use super::outbox::Outgoing;
 use super::MailSettings;
@@ -17,10 +22,98 @@ use tokio::sync::Notify;
 const POLL: Duration = Duration::from_secs(1);
 /// E-mails taken per round.
 const BATCH: i64 = 20;
-/// Tries before an e-mail is marked failed.
-const MAX_ATTEMPTS: i64 = 25;
+/// How long after it was queued an e-mail keeps being retried through transient
+/// failures: three days outlast an SMTP outage over a long weekend, and a reply older
+/// than that is better given up (the console shows it `failed`) than delivered stale.
+pub const MAX_AGE_MS: i64 = 3 * 24 * 3_600_000;
 /// Longest pause between tries, seconds.
 const MAX_BACKOFF_SECS: i64 = 300;
+/// Longest an SMTP conversation may take.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a try did not send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Failure {
+    /// May work later: the server is unreachable or slow, said 4xx, the database did not
+    /// answer, no sender is configured yet.
+    Transient {
+        reason: &'static str,
+        detail: String,
+    },
+    /// Never will: the server refused with 5xx, or the e-mail cannot be written.
+    Permanent {
+        reason: &'static str,
+        detail: String,
+    },
+}
+
+impl Failure {
+    fn transient(reason: &'static str, detail: impl Into<String>) -> Failure {
+        Failure::Transient {
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    fn permanent(reason: &'static str, detail: impl Into<String>) -> Failure {
+        Failure::Permanent {
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    /// What the SMTP client reported, sorted.
+    fn of_smtp(e: &lettre::transport::smtp::Error) -> Failure {
+        let detail = e.to_string();
+        if e.is_permanent() {
+            Failure::permanent("smtp_refused", detail)
+        } else if e.is_transient() {
+            Failure::transient("smtp_deferred", detail)
+        } else if e.is_timeout() {
+            Failure::transient("smtp_timeout", detail)
+        } else {
+            Failure::transient("smtp_unreachable", detail)
+        }
+    }
+
+    fn is_permanent(&self) -> bool {
+        matches!(self, Failure::Permanent { .. })
+    }
+
+    /// A word for logs: never the detail, which may quote addresses (STYLE habit 14).
+    fn reason(&self) -> &'static str {
+        match self {
+            Failure::Transient { reason, .. } | Failure::Permanent { reason, .. } => reason,
+        }
+    }
+
+    /// The whole story, for the outbox row the console shows.
+    fn detail(&self) -> &str {
+        match self {
+            Failure::Transient { detail, .. } | Failure::Permanent { detail, .. } => detail,
+        }
+    }
+}
+
+/// What becomes of an e-mail after a failed try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Try again at this time, ms.
+    RetryAt(i64),
+    /// Mark it failed.
+    GiveUp,
+}
+
+/// The retry rule: a permanent failure gives up at once; a transient one retries after
+/// 1 s, 2 s, 4 s … up to [`MAX_BACKOFF_SECS`], until the e-mail is [`MAX_AGE_MS`] old.
+/// `attempts` counts the tries so far, this one included.
+fn after_failure(permanent: bool, attempts: i64, created_at: i64, now: i64) -> Verdict {
+    if permanent || now.saturating_sub(created_at) >= MAX_AGE_MS {
+        return Verdict::GiveUp;
+    }
+    let backoff_secs = (1i64 << (attempts - 1).clamp(0, 16)).min(MAX_BACKOFF_SECS);
+    Verdict::RetryAt(now + backoff_secs * 1000)
+}
 
 /// Starts the sender on the current runtime; it stops when `stop` is set (and `wake`
 /// notified).
@@ -36,7 +129,7 @@ pub fn spawn(
         return;
     };
     let transport = match AsyncSmtpTransport::<Tokio1Executor>::from_url(&url) {
-        Ok(b) => b.timeout(Some(Duration::from_secs(30))).build(),
+        Ok(b) => b.timeout(Some(SMTP_TIMEOUT)).build(),
         Err(e) => {
             tracing::error!(error = %e, "CHARLA_SMTP_URL cannot be used; e-mails wait in the outbox");
             return;
@@ -62,6 +155,7 @@ pub fn spawn(
     });
 }
 
+/// One try at one e-mail, and its outcome recorded.
 async fn send_one(
     store: &Store,
     settings: &MailSettings,
@@ -70,21 +164,16 @@ async fn send_one(
     mail: Outgoing,
 ) {
     let id = mail.id;
-    let from = match &settings.from {
-        Some(f) => Some(f.clone()),
-        None => store.call(|s| s.first_admin_email()).await.ok().flatten(),
-    };
-    let built = from
-        .ok_or_else(|| "no sender: set CHARLA_MAIL_FROM or create an administrator".to_string())
-        .and_then(|from| build(&from, &mail));
-    let result = match built {
-        Ok(message) => transport
-            .send(message)
-            .await
-            .map(|_| ())
-            .map_err(|e| (e.to_string(), e.is_permanent())),
-        // A message that cannot be built will never be: give up at once.
-        Err(e) => Err((e, true)),
+    let result = match sender(store, settings).await {
+        Ok(from) => match build(&from, &mail) {
+            Ok(message) => transport
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| Failure::of_smtp(&e)),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
     };
     let now = clock.now_ms();
     let outcome = match result {
@@ -92,12 +181,22 @@ async fn send_one(
             tracing::info!(outbox_id = id, conversation_id = mail.conversation_id, kind = %mail.kind, "e-mail sent");
             store.call(move |s| s.outbox_sent(id, now)).await
         }
-        Err((why, permanent)) => {
+        Err(failure) => {
             let attempts = mail.attempts + 1;
-            let give_up = attempts >= MAX_ATTEMPTS || (permanent && attempts >= 3);
-            let backoff = 1i64 << attempts.min(16);
-            let next = now + backoff.min(MAX_BACKOFF_SECS) * 1000;
-            tracing::warn!(outbox_id = id, attempts, give_up, error = %why, "e-mail not sent");
+            let verdict = after_failure(failure.is_permanent(), attempts, mail.created_at, now);
+            let (give_up, next) = match verdict {
+                Verdict::GiveUp => (true, now),
+                Verdict::RetryAt(at) => (false, at),
+            };
+            tracing::warn!(
+                outbox_id = id,
+                conversation_id = mail.conversation_id,
+                attempts,
+                give_up,
+                reason = failure.reason(),
+                "e-mail not sent"
+            );
+            let why = failure.detail().to_string();
             store
                 .call(move |s| s.outbox_retry(id, next, &why, give_up))
                 .await
@@ -108,20 +207,41 @@ async fn send_one(
     }
 }
 
+/// The sender's address: the configured one, else the first administrator's (CF6). A
+/// database that does not answer, or no administrator yet, is worth waiting for.
+async fn sender(store: &Store, settings: &MailSettings) -> Result<String, Failure> {
+    if let Some(from) = &settings.from {
+        return Ok(from.clone());
+    }
+    match store.call(|s| s.first_admin_email()).await {
+        Ok(Some(from)) => Ok(from),
+        Ok(None) => Err(Failure::transient(
+            "no_sender",
+            "no sender yet: set CHARLA_MAIL_FROM or create an administrator",
+        )),
+        Err(e) => Err(Failure::transient(
+            "database",
+            format!("cannot read the sender's address: {e}"),
+        )),
+    }
+}
+
 /// The message as it goes out: sender, recipient, Reply-To the conversation's address,
-/// the Message-ID replies thread on, both parts.
-fn build(from: &str, mail: &Outgoing) -> Result<Message, String> {
+/// the Message-ID replies thread on, both parts. An address that does not parse never
+/// will: that failure is permanent.
+fn build(from: &str, mail: &Outgoing) -> Result<Message, Failure> {
+    let invalid = |detail: String| Failure::permanent("invalid_message", detail);
     let from: Mailbox = from
         .parse()
-        .map_err(|e| format!("the sender {from:?} is not an address: {e}"))?;
+        .map_err(|e| invalid(format!("the sender {from:?} is not an address: {e}")))?;
     let to: Mailbox = mail
         .to_address
         .parse()
-        .map_err(|e| format!("the recipient is not an address: {e}"))?;
+        .map_err(|e| invalid(format!("the recipient is not an address: {e}")))?;
     let reply_to: Mailbox = mail
         .reply_to
         .parse()
-        .map_err(|e| format!("the reply address is not an address: {e}"))?;
+        .map_err(|e| invalid(format!("the reply address is not an address: {e}")))?;
     Message::builder()
         .from(from)
         .to(to)
@@ -132,5 +252,75 @@ fn build(from: &str, mail: &Outgoing) -> Result<Message, String> {
             mail.text_body.clone(),
             mail.html_body.clone(),
         ))
-        .map_err(|e| format!("the message cannot be built: {e}"))
+        .map_err(|e| invalid(format!("the message cannot be built: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600_000;
+
+    #[test]
+    fn transient_failures_back_off_and_retry_until_the_age_limit() {
+        let t0 = 1_000_000;
+        assert_eq!(
+            after_failure(false, 1, t0, t0),
+            Verdict::RetryAt(t0 + 1_000)
+        );
+        assert_eq!(
+            after_failure(false, 2, t0, t0),
+            Verdict::RetryAt(t0 + 2_000)
+        );
+        assert_eq!(
+            after_failure(false, 3, t0, t0),
+            Verdict::RetryAt(t0 + 4_000)
+        );
+        // Capped at five minutes, however many tries came before: hundreds, not 25.
+        let now = t0 + 60 * HOUR;
+        assert_eq!(
+            after_failure(false, 700, t0, now),
+            Verdict::RetryAt(now + MAX_BACKOFF_SECS * 1000)
+        );
+        assert_eq!(
+            after_failure(false, 10_000, t0, t0 + MAX_AGE_MS - 1),
+            Verdict::RetryAt(t0 + MAX_AGE_MS - 1 + MAX_BACKOFF_SECS * 1000)
+        );
+        assert_eq!(
+            after_failure(false, 10_000, t0, t0 + MAX_AGE_MS),
+            Verdict::GiveUp
+        );
+    }
+
+    #[test]
+    fn a_permanent_refusal_gives_up_at_once() {
+        assert_eq!(after_failure(true, 1, 0, 0), Verdict::GiveUp);
+    }
+
+    #[test]
+    fn an_address_that_does_not_parse_is_a_permanent_failure() {
+        let mail = Outgoing {
+            id: 1,
+            kind: "unread".into(),
+            conversation_id: 1,
+            to_address: "not an address".into(),
+            subject: "s".into(),
+            text_body: "t".into(),
+            html_body: "h".into(),
+            message_id: "<charla.1.x@example.com>".into(),
+            reply_to: "reply+c1-00@example.com".into(),
+            status: "pending".into(),
+            attempts: 0,
+            next_attempt_at: 0,
+            last_error: None,
+            created_at: 0,
+            sent_at: None,
+        };
+        let failure = build("shop@example.com", &mail).err();
+        assert_eq!(
+            failure.as_ref().map(Failure::reason),
+            Some("invalid_message")
+        );
+        assert!(failure.is_some_and(|f| f.is_permanent()));
+    }
 }

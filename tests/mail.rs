@@ -671,3 +671,76 @@ both_backends!(
     sender_lookup_fails,
     a_database_error_reading_the_sender_is_not_a_permanent_failure
 );
+
+/// From now on the database refuses to mark e-mails sent, as a database in trouble would.
+fn refuse_sent_marks(db: &TestDb) {
+    if db.backend == "sqlite" {
+        db.execute(
+            "CREATE TRIGGER refuse_sent BEFORE UPDATE ON outbox WHEN NEW.status = 'sent' \
+             BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
+        );
+    } else {
+        db.execute(
+            "CREATE FUNCTION refuse_sent() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.status = 'sent' THEN RAISE EXCEPTION 'refused for the test'; END IF; \
+             RETURN NEW; END $$; \
+             CREATE TRIGGER refuse_sent BEFORE UPDATE ON outbox \
+             FOR EACH ROW EXECUTE FUNCTION refuse_sent();",
+        );
+    }
+}
+
+/// The database marks e-mails sent again.
+fn accept_sent_marks(db: &TestDb) {
+    if db.backend == "sqlite" {
+        db.execute("DROP TRIGGER refuse_sent;");
+    } else {
+        db.execute("DROP TRIGGER refuse_sent ON outbox; DROP FUNCTION refuse_sent();");
+    }
+}
+
+async fn an_email_accepted_while_its_sent_mark_fails_goes_again_with_the_same_message_id(
+    db: TestDb,
+) {
+    let smtp = SmtpSink::start().await;
+    let srv = mail_server(&db, &smtp.url()).await;
+    let (cid, _, op) = asked_and_left(&srv, "Eva", "eva@example.com").await;
+    // The database hiccups just as the SMTP server accepts: the mark is retried, so the
+    // e-mail goes once.
+    refuse_sent_marks(&db);
+    reply(&srv, &op, cid, "r1", "Aquí estamos.").await;
+    srv.clock.advance(61_000);
+    fire(&srv);
+    smtp.wait_for(1).await;
+    accept_sent_marks(&db);
+    newest_email(&srv, cid, "the sent mark", |m| m.status == "sent").await;
+    actix_rt::time::sleep(Duration::from_millis(2000)).await;
+    wake_sender(&srv);
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(smtp.messages().len(), 1, "sent once");
+    // The mark fails for longer than its retries: the e-mail goes again (at least once),
+    // with the Message-ID of its outbox row, so the copy can be recognised.
+    refuse_sent_marks(&db);
+    reply(&srv, &op, cid, "r2", "¿Sigues ahí?").await;
+    srv.clock.advance(61_000);
+    fire(&srv);
+    smtp.wait_for(3).await;
+    accept_sent_marks(&db);
+    let row = newest_email(&srv, cid, "the sent mark", |m| m.status == "sent").await;
+    actix_rt::time::sleep(Duration::from_millis(1500)).await;
+    let copies: Vec<Mail> = smtp
+        .messages()
+        .iter()
+        .map(|raw| parse(raw))
+        .filter(|m| m.text.contains("¿Sigues ahí?"))
+        .collect();
+    assert_eq!(copies.len(), 2, "sent again, then marked sent");
+    for copy in &copies {
+        assert_eq!(format!("<{}>", copy.message_id), row.message_id);
+    }
+    srv.stop().await;
+}
+both_backends!(
+    sent_mark_fails,
+    an_email_accepted_while_its_sent_mark_fails_goes_again_with_the_same_message_id
+);

@@ -10,7 +10,7 @@
 use super::outbox::Outgoing;
 use super::MailSettings;
 use crate::clock::SharedClock;
-use crate::store::Store;
+use crate::store::{Store, StoreResult};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +30,12 @@ pub const MAX_AGE_MS: i64 = 3 * 24 * 3_600_000;
 const MAX_BACKOFF_SECS: i64 = 300;
 /// Longest an SMTP conversation may take.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Tries at recording that the SMTP server accepted an e-mail, and the first pause between
+/// them (doubling: about 3 s in all). An accepted e-mail still marked `pending` goes out
+/// again at the next poll, so a database hiccup there is worth waiting out.
+const MARK_SENT_TRIES: u32 = 6;
+/// See [`MARK_SENT_TRIES`].
+const MARK_SENT_FIRST_PAUSE: Duration = Duration::from_millis(100);
 
 /// Why a try did not send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,7 +185,10 @@ async fn send_one(
     let outcome = match result {
         Ok(()) => {
             tracing::info!(outbox_id = id, conversation_id = mail.conversation_id, kind = %mail.kind, "e-mail sent");
-            store.call(move |s| s.outbox_sent(id, now)).await
+            if let Err(e) = mark_sent(store, id, now).await {
+                tracing::error!(outbox_id = id, error = %e, "the e-mail went out but cannot be marked sent: it will go again, with the same Message-ID");
+            }
+            return;
         }
         Err(failure) => {
             let attempts = mail.attempts + 1;
@@ -204,6 +213,26 @@ async fn send_one(
     };
     if let Err(e) = outcome {
         tracing::warn!(outbox_id = id, error = %e, "cannot record the e-mail's outcome");
+    }
+}
+
+/// Records that the SMTP server accepted e-mail `id`, trying [`MARK_SENT_TRIES`] times.
+/// Past them (or after a crash before the commit) the e-mail is sent again: delivery is
+/// at-least-once in that window, and its stored Message-ID lets receivers see the copy.
+async fn mark_sent(store: &Store, id: i64, now: i64) -> StoreResult<()> {
+    let mut pause = MARK_SENT_FIRST_PAUSE;
+    let mut tries = 1;
+    loop {
+        match store.call(move |s| s.outbox_sent(id, now)).await {
+            Ok(()) => return Ok(()),
+            Err(e) if tries >= MARK_SENT_TRIES => return Err(e),
+            Err(e) => {
+                tracing::warn!(outbox_id = id, tries, error = %e, "cannot mark the e-mail sent; retrying");
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+        tries += 1;
     }
 }
 

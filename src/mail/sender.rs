@@ -12,6 +12,7 @@ use super::MailSettings;
 use crate::clock::SharedClock;
 use crate::store::{Store, StoreResult};
 use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::SMTP_PORT;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -134,7 +135,9 @@ pub fn spawn(
         tracing::warn!("CHARLA_SMTP_URL is not set: e-mails wait in the outbox until it is");
         return;
     };
-    let transport = match AsyncSmtpTransport::<Tokio1Executor>::from_url(&url) {
+    let transport = match transport_url(&url)
+        .and_then(|u| AsyncSmtpTransport::<Tokio1Executor>::from_url(&u).map_err(|e| e.to_string()))
+    {
         Ok(b) => b.timeout(Some(SMTP_TIMEOUT)).build(),
         Err(e) => {
             tracing::error!(error = %e, "CHARLA_SMTP_URL cannot be used; e-mails wait in the outbox");
@@ -159,6 +162,24 @@ pub fn spawn(
             }
         }
     });
+}
+
+/// The URL lettre is given. `CHARLA_SMTP_URL` promises STARTTLS whenever the server
+/// offers it for `smtp://`, but lettre reads `smtp://` without a `tls` parameter as
+/// plaintext only: such a URL gets `tls=opportunistic`, keeping port 25 when it names none
+/// (lettre's default with that parameter would be 587). `?tls=required`, `smtps://` and
+/// the rest pass unchanged. Errors never quote the URL: it may hold a password.
+fn transport_url(raw: &str) -> Result<String, String> {
+    let mut url = url::Url::parse(raw).map_err(|e| format!("it is not a URL: {e}"))?;
+    if url.scheme() != "smtp" || url.query_pairs().any(|(key, _)| key == "tls") {
+        return Ok(raw.to_string());
+    }
+    if url.port().is_none() {
+        url.set_port(Some(SMTP_PORT))
+            .map_err(|()| "it names no host".to_string())?;
+    }
+    url.query_pairs_mut().append_pair("tls", "opportunistic");
+    Ok(url.into())
 }
 
 /// One try at one e-mail, and its outcome recorded.
@@ -319,6 +340,44 @@ mod tests {
             after_failure(false, 10_000, t0, t0 + MAX_AGE_MS),
             Verdict::GiveUp
         );
+    }
+
+    #[test]
+    fn smtp_urls_without_a_tls_parameter_use_starttls_when_offered() {
+        let cases = [
+            (
+                "smtp://127.0.0.1:2525",
+                "smtp://127.0.0.1:2525?tls=opportunistic",
+            ),
+            (
+                "smtp://mail.example.com",
+                "smtp://mail.example.com:25?tls=opportunistic",
+            ),
+            (
+                "smtp://ana:p%40ss@mail.example.com:587/client.example.com",
+                "smtp://ana:p%40ss@mail.example.com:587/client.example.com?tls=opportunistic",
+            ),
+            (
+                "smtp://mail.example.com:587?tls=required",
+                "smtp://mail.example.com:587?tls=required",
+            ),
+            (
+                "smtp://relay.local:25?tls=opportunistic",
+                "smtp://relay.local:25?tls=opportunistic",
+            ),
+            ("smtps://mail.example.com", "smtps://mail.example.com"),
+        ];
+        for (given, used) in cases {
+            assert_eq!(transport_url(given).as_deref(), Ok(used), "{given}");
+            assert!(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(used).is_ok(),
+                "lettre takes {used}"
+            );
+        }
+        let err = transport_url("smtp://ana:secret@[::1")
+            .err()
+            .unwrap_or_default();
+        assert!(!err.is_empty() && !err.contains("secret"), "{err}");
     }
 
     #[test]

@@ -744,3 +744,55 @@ both_backends!(
     sent_mark_fails,
     an_email_accepted_while_its_sent_mark_fails_goes_again_with_the_same_message_id
 );
+
+async fn replies_read_in_the_chat_during_an_smtp_outage_are_not_emailed(db: TestDb) {
+    let port = SmtpSink::free_port();
+    let srv = mail_server(&db, &format!("smtp://127.0.0.1:{port}")).await;
+    let (cid, token, op) = asked_and_left(&srv, "Eva", "eva@example.com").await;
+    let seq = reply(&srv, &op, cid, "r1", "Aquí estamos.").await["seq"]
+        .as_i64()
+        .expect("seq");
+    srv.clock.advance(61_000);
+    fire(&srv);
+    let queued = newest_email(&srv, cid, "a first try", |m| m.attempts >= 1).await;
+    assert_eq!(
+        queued.covers_seq,
+        Some(seq),
+        "the e-mail knows what it carries"
+    );
+    // The visitor comes back and reads the reply in the chat while the SMTP server is down.
+    let mut v = srv.ws("/ws/visitor").await;
+    v.send(json!({"type": "hello", "v": 1, "token": token, "conversation_id": cid}))
+        .await;
+    v.next_of("welcome").await;
+    v.send(json!({"type": "read", "seq": seq})).await;
+    let store = srv.runtime().core.store.clone();
+    for _ in 0..200 {
+        let row = store
+            .call(move |s| s.conversation(cid))
+            .await
+            .expect("reads");
+        if row.is_some_and(|r| r.row.visitor_read_seq >= seq) {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    // The SMTP server is back: the next try re-checks, and nothing is sent (EC4, XB9).
+    let smtp = SmtpSink::start_on(port).await;
+    srv.clock.advance(301_000);
+    wake_sender(&srv);
+    let mail = newest_email(&srv, cid, "the re-check", |m| m.status != "pending").await;
+    assert_eq!(mail.status, "cancelled", "{mail:?}");
+    srv.clock.advance(600_000);
+    wake_sender(&srv);
+    actix_rt::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        smtp.messages().is_empty(),
+        "a reply read in the chat is not e-mailed"
+    );
+    srv.stop().await;
+}
+both_backends!(
+    read_during_outage,
+    replies_read_in_the_chat_during_an_smtp_outage_are_not_emailed
+);

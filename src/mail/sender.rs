@@ -6,6 +6,7 @@
 //! server says is permanent (5xx) or an e-mail that cannot be written ends it at once;
 //! everything else (connection refused, time-outs, 4xx, database trouble, no sender
 //! yet) is retried with capped exponential backoff until the e-mail is [`MAX_AGE_MS`] old.
+//! Before each try an unread-reply e-mail re-checks that its replies are still unread.
 
 use super::outbox::Outgoing;
 use super::MailSettings;
@@ -191,20 +192,18 @@ async fn send_one(
     mail: Outgoing,
 ) {
     let id = mail.id;
-    let result = match sender(store, settings).await {
-        Ok(from) => match build(&from, &mail) {
-            Ok(message) => transport
-                .send(message)
-                .await
-                .map(|_| ())
-                .map_err(|e| Failure::of_smtp(&e)),
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
+    let result = attempt(store, settings, transport, &mail).await;
     let now = clock.now_ms();
     let outcome = match result {
-        Ok(()) => {
+        Ok(Tried::Cancelled) => {
+            tracing::info!(
+                outbox_id = id,
+                conversation_id = mail.conversation_id,
+                "the visitor read the replies meanwhile: e-mail cancelled"
+            );
+            return;
+        }
+        Ok(Tried::Sent) => {
             tracing::info!(outbox_id = id, conversation_id = mail.conversation_id, kind = %mail.kind, "e-mail sent");
             if let Err(e) = mark_sent(store, id, now).await {
                 tracing::error!(outbox_id = id, error = %e, "the e-mail went out but cannot be marked sent: it will go again, with the same Message-ID");
@@ -235,6 +234,40 @@ async fn send_one(
     if let Err(e) = outcome {
         tracing::warn!(outbox_id = id, error = %e, "cannot record the e-mail's outcome");
     }
+}
+
+/// What a try did, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tried {
+    /// The SMTP server accepted the e-mail.
+    Sent,
+    /// The e-mail was no longer wanted (its replies were read) and is marked so.
+    Cancelled,
+}
+
+/// One try: re-check that the e-mail is still wanted (XB9: an unread reply read in the
+/// chat meanwhile is not e-mailed), find the sender, write the message, hand it over.
+async fn attempt(
+    store: &Store,
+    settings: &MailSettings,
+    transport: &AsyncSmtpTransport<Tokio1Executor>,
+    mail: &Outgoing,
+) -> Result<Tried, Failure> {
+    let id = mail.id;
+    let wanted = store
+        .call(move |s| s.outbox_still_wanted(id))
+        .await
+        .map_err(|e| Failure::transient("database", format!("cannot re-check the e-mail: {e}")))?;
+    if !wanted {
+        return Ok(Tried::Cancelled);
+    }
+    let from = sender(store, settings).await?;
+    let message = build(&from, mail)?;
+    transport
+        .send(message)
+        .await
+        .map_err(|e| Failure::of_smtp(&e))?;
+    Ok(Tried::Sent)
 }
 
 /// Records that the SMTP server accepted e-mail `id`, trying [`MARK_SENT_TRIES`] times.
@@ -403,6 +436,7 @@ mod tests {
             last_error: None,
             created_at: 0,
             sent_at: None,
+            covers_seq: None,
         };
         let failure = build("shop@example.com", &mail).err();
         assert_eq!(

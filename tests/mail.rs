@@ -796,3 +796,28 @@ both_backends!(
     read_during_outage,
     replies_read_in_the_chat_during_an_smtp_outage_are_not_emailed
 );
+
+async fn a_timer_that_cannot_fire_does_not_hold_up_the_others(db: TestDb) {
+    let smtp = SmtpSink::start().await;
+    let srv = mail_server(&db, &smtp.url()).await;
+    // A timer for a conversation that is not there (written behind the foreign key's
+    // back), due before every other: firing it fails at every tick.
+    let insert = "INSERT INTO timers (kind, conversation_id, due_at, created_at) \
+                  VALUES ('unread', 999999, 0, 0);";
+    if db.backend == "sqlite" {
+        db.execute(&format!("PRAGMA foreign_keys = OFF; {insert}"));
+    } else {
+        db.execute(&format!("SET session_replication_role = replica; {insert}"));
+    }
+    let (cid, _, op) = asked_and_left(&srv, "Eva", "eva@example.com").await;
+    reply(&srv, &op, cid, "r1", "Aquí estamos.").await;
+    srv.clock.advance(61_000);
+    fire(&srv);
+    let m = parse(&smtp.wait_for(1).await[0]);
+    assert_eq!(m.to, "eva@example.com", "the good timer fired all the same");
+    srv.stop().await;
+}
+both_backends!(
+    bad_timer,
+    a_timer_that_cannot_fire_does_not_hold_up_the_others
+);

@@ -62,6 +62,23 @@ fn parse(raw: &[u8]) -> Mail {
     }
 }
 
+/// The header lines of a raw e-mail as stored, folded lines joined: one entry per header.
+fn header_lines(raw: &str) -> Vec<String> {
+    let raw = raw.replace("\r\n", "\n");
+    let head = raw.split("\n\n").next().unwrap_or("");
+    let mut lines: Vec<String> = Vec::new();
+    for line in head.lines() {
+        match lines.last_mut() {
+            Some(last) if line.starts_with([' ', '\t']) => {
+                last.push(' ');
+                last.push_str(line.trim());
+            }
+            _ => lines.push(line.to_string()),
+        }
+    }
+    lines
+}
+
 fn continue_link(text: &str) -> String {
     let start = text.find("http").expect("a link");
     text[start..]
@@ -539,12 +556,14 @@ async fn names_cannot_inject_headers_and_bad_links_get_a_clear_page(db: TestDb) 
     let (admin, _) = srv
         .named_operator("boss@tienda.example", "Boss", true)
         .await;
-    srv.patch(
-        "/api/channels/1",
-        Some(&admin),
-        json!({"title": "Shop\r\nBcc: evil@attacker.example"}),
-    )
-    .await;
+    let (status, channel) = srv
+        .patch(
+            "/api/channels/1",
+            Some(&admin),
+            json!({"title": "Shop\r\nBcc: evil@attacker.example"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{channel}");
     let (cid, _, op) = asked_and_left(
         &srv,
         "Eve\r\nBcc: evil@attacker.example\r\nX-Evil: 1",
@@ -555,13 +574,42 @@ async fn names_cannot_inject_headers_and_bad_links_get_a_clear_page(db: TestDb) 
     srv.clock.advance(61_000);
     fire(&srv);
     let m = parse(&smtp.wait_for(1).await[0]);
-    let head = m.raw.split("\r\n\r\n").next().unwrap_or("").to_lowercase();
-    assert!(
-        !head.contains("\nbcc:") && !head.contains("\nx-evil:"),
-        "{head}"
+    let head = header_lines(&m.raw);
+    let names: Vec<String> = head
+        .iter()
+        .map(|l| l.split(':').next().unwrap_or("").trim().to_lowercase())
+        .collect();
+    for added in ["bcc", "cc", "x-evil"] {
+        assert!(!names.iter().any(|n| n == added), "{added}: {head:#?}");
+    }
+    // The title is one header line (folding aside), flattened, whole.
+    assert_eq!(
+        names.iter().filter(|n| *n == "subject").count(),
+        1,
+        "{head:#?}"
     );
-    assert!(!m.raw.contains("evil@attacker.example>") || !head.contains("bcc"));
+    assert_eq!(
+        m.subject,
+        format!(
+            "[#{cid}] You have a reply in conversation #{cid} — Shop Bcc: evil@attacker.example"
+        )
+    );
+    // The name is not in a header at all; in the text it stays on the greeting's line.
+    assert_eq!(
+        m.text.lines().next(),
+        Some("Hello Eve Bcc: evil@attacker.example X-Evil: 1,"),
+        "{}",
+        m.text
+    );
+    // What the SMTP server received: the visitor alone as recipient, in the envelope
+    // (aiosmtpd's X-RcptTo) and in the headers.
+    let envelope: Vec<&String> = head
+        .iter()
+        .filter(|l| l.to_lowercase().starts_with("x-rcptto:"))
+        .collect();
+    assert_eq!(envelope, ["X-RcptTo: eve@example.com"], "{head:#?}");
     assert_eq!(m.to, "eve@example.com");
+    assert!(!m.raw.contains("attacker.example>"), "{}", m.raw);
     // Tampered and expired continue links: a page that says so.
     let link = continue_link(&m.text);
     let code = link.split("code=").nth(1).expect("code").to_string();

@@ -1,8 +1,9 @@
 //! E-mail against a real SMTP server process (aiosmtpd): the unread reply notification with
 //! everything a visitor needs in it (CF6, CF8, CF10, CF11, EC2, XB10), folding and the
 //! re-check at send time (XB9, EC4), an address given later (CF9), the transcript (CF5),
-//! an SMTP server that is down, a process killed with a notification pending, replies by
-//! e-mail (EC2, XB10), continue links, and header injection.
+//! an SMTP server that is down (for minutes, for days, or with replies read meanwhile), a
+//! database that fails around a send, a timer that cannot fire, replies by e-mail (EC2,
+//! XB10), continue links, and header injection.
 
 // A failed expectation in a test is the test failing; panicking is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -410,13 +411,58 @@ async fn a_reply_by_email_lands_in_the_conversation_without_the_quote(db: TestDb
             .any(|i| i["value"] == "ana@example.com" && i["verified"] == true),
         "{card}"
     );
-    // Threading by In-Reply-To alone works too.
+    // Threading by In-Reply-To alone works too, into the conversation whose e-mail it
+    // answers, not the one e-mailed last.
+    let (other, _, other_op) = asked_and_left(&srv, "Luis", "luis@example.com").await;
+    reply(&srv, &other_op, other, "o1", "¿Y tú?").await;
+    srv.clock.advance(61_000);
+    fire(&srv);
+    smtp.wait_for(2).await;
     let by_thread = raw
         .replace(&m.reply_to, "someone@tienda.example")
         .replace("<r1@mail.example.com>", "<r2@mail.example.com>")
         .replace("La M, por favor.", "Y otra en L.");
-    let (status, _) = post(by_thread, INBOUND).await;
-    assert_eq!(status, 200);
+    let (status, posted) = post(by_thread, INBOUND).await;
+    assert_eq!(status, 200, "{posted}");
+    assert_eq!(
+        (&posted["conversation_id"], &posted["duplicate"]),
+        (&json!(cid), &json!(false)),
+        "{posted}"
+    );
+    let visitor_texts = |c: &Value| -> Vec<(i64, String)> {
+        c["messages"]
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .filter(|x| x["kind"] == "text" && x["author"]["kind"] == "visitor")
+                    .map(|x| {
+                        let seq = x["seq"].as_i64().unwrap_or(0);
+                        (seq, x["body"].as_str().unwrap_or("").to_string())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (_, here) = srv
+        .get(&format!("/api/conversations/{cid}"), Some(&op))
+        .await;
+    assert_eq!(
+        visitor_texts(&here).last(),
+        Some(&(
+            posted["seq"].as_i64().expect("seq"),
+            "Y otra en L.".to_string()
+        )),
+        "{here}"
+    );
+    let (_, there) = srv
+        .get(&format!("/api/conversations/{other}"), Some(&other_op))
+        .await;
+    assert!(
+        visitor_texts(&there)
+            .iter()
+            .all(|(_, t)| t != "Y otra en L."),
+        "{there}"
+    );
     // Refused, and stored nowhere: a forged reply address, a wrong secret, no thread.
     let count = |v: &Value| v["messages"].as_array().map(Vec::len).unwrap_or(0);
     let (_, before) = srv

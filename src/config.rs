@@ -99,7 +99,7 @@ settings! {
     conversation_idle_secs: u64 = "300", "CHARLA_CONVERSATION_IDLE_SECS";
     /// Seconds the server waits for connections to finish when it shuts down.
     shutdown_timeout_secs: u64 = "10", "CHARLA_SHUTDOWN_TIMEOUT_SECS";
-    /// SMTP server for outgoing e-mail: `smtp://host:25` (STARTTLS when offered), `smtps://host:465`, with `user:password@` when needed; empty keeps e-mails in the outbox.
+    /// SMTP server for outgoing e-mail: `smtp://host:25` (STARTTLS when the server offers it; `?tls=required` insists on it), `smtps://host:465`, with `user:password@` when needed; empty keeps e-mails in the outbox.
     smtp_url: String = "", "CHARLA_SMTP_URL";
     /// Sender of every e-mail, such as `Tienda <admin@example.com>` (CF6); empty means the first administrator's address.
     mail_from: String = "", "CHARLA_MAIL_FROM";

@@ -62,7 +62,8 @@ pub struct Outgoing {
     pub message_id: String,
     /// Its Reply-To.
     pub reply_to: String,
-    /// `pending`, `sent` or `failed`.
+    /// `pending`, `sent`, `failed`, or `cancelled` (an `unread` e-mail whose replies the
+    /// visitor read before it could go).
     pub status: String,
     /// Tries so far.
     pub attempts: i64,
@@ -74,6 +75,9 @@ pub struct Outgoing {
     pub created_at: i64,
     /// Sent, ms.
     pub sent_at: Option<i64>,
+    /// For an `unread` e-mail, the `seq` of the last operator reply it carries: once the
+    /// visitor's read mark reaches it, the e-mail has nothing left to tell (XB9).
+    pub covers_seq: Option<i64>,
 }
 
 type ConvRow = (Option<i64>, i64, Option<i64>, String);
@@ -134,9 +138,10 @@ macro_rules! claim_timer {
     }};
 }
 
-/// Writes an e-mail to the outbox; evaluates to its id.
+/// Writes an e-mail to the outbox; evaluates to its id. The Message-ID is made here, once,
+/// and stored: every try sends the same one, so receivers can spot a second copy.
 macro_rules! enqueue {
-    ($conn:expr, $kind:expr, $cid:expr, $to:expr, $mail:expr, $c:expr, $now:expr) => {{
+    ($conn:expr, $kind:expr, $cid:expr, $to:expr, $mail:expr, $covers:expr, $c:expr, $now:expr) => {{
         let mail: &Rendered = $mail;
         let message_id = format!(
             "<charla.{}.{}@{}>",
@@ -158,6 +163,7 @@ macro_rules! enqueue {
                 outbox::status.eq("pending"),
                 outbox::next_attempt_at.eq($now),
                 outbox::created_at.eq($now),
+                outbox::covers_seq.eq($covers),
             ))
             .returning(outbox::id)
             .get_result::<i64>($conn)?
@@ -217,7 +223,9 @@ impl Store {
                     operators::name.nullable(),
                 ))
                 .load(conn)?;
-            let Some(first) = replies.first().map(|r| r.0) else {
+            let (Some(first), Some(last)) =
+                (replies.first().map(|r| r.0), replies.last().map(|r| r.0))
+            else {
                 return Ok(None);
             };
             let mut question: Vec<(i64, String)> = messages::table
@@ -257,7 +265,7 @@ impl Store {
                 &replies,
                 &url,
             );
-            let id = enqueue!(conn, "unread", cid, &email, &mail, c, now);
+            let id = enqueue!(conn, "unread", cid, &email, &mail, Some(last), c, now);
             Ok::<_, StoreError>(Some(id))
         })
     }
@@ -331,7 +339,7 @@ impl Store {
             let code = links::continue_code(&c.secret, cid, visitor_id, now + c.link_ttl_ms);
             let url = links::continue_url(&c.base_url, &settings.site_url, &code);
             let mail = templates::transcript(lang, &title, cid, &lines, &url);
-            let id = enqueue!(conn, "transcript", cid, &email, &mail, c, now);
+            let id = enqueue!(conn, "transcript", cid, &email, &mail, None::<i64>, c, now);
             Ok::<_, StoreError>(Some(id))
         })
     }
@@ -346,6 +354,28 @@ impl Store {
                 .limit(limit)
                 .select(Outgoing::as_select())
                 .load(conn)?)
+        })
+    }
+
+    /// Whether e-mail `id` should still go, asked just before each try (CF8, EC4, XB9): an
+    /// `unread` e-mail whose replies the visitor has read since it was queued (in the chat,
+    /// while the SMTP server was down, say) is marked `cancelled` instead. One statement,
+    /// so the check and the mark cannot be split by a read mark arriving in between.
+    pub fn outbox_still_wanted(&self, id: i64) -> StoreResult<bool> {
+        db_run!(self, |conn| {
+            let read = conversations::table
+                .filter(conversations::id.eq(outbox::conversation_id))
+                .select(conversations::visitor_read_seq)
+                .single_value();
+            let cancelled = diesel::update(
+                outbox::table
+                    .find(id)
+                    .filter(outbox::status.eq("pending"))
+                    .filter(outbox::covers_seq.le(read)),
+            )
+            .set(outbox::status.eq("cancelled"))
+            .execute(conn)?;
+            Ok(cancelled == 0)
         })
     }
 

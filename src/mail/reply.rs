@@ -186,92 +186,164 @@ fn collapse_blank_runs(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::{Path, PathBuf};
+
+    /// The shared fixtures, `shared/data/email-replies`, looked for from this crate's folder
+    /// upwards: a worktree sits deeper below `shared` than the main checkout.
+    fn fixtures() -> PathBuf {
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        match here
+            .ancestors()
+            .map(|d| d.join("shared/data/email-replies"))
+            .find(|d| d.is_dir())
+        {
+            Some(dir) => dir,
+            None => panic!("no shared/data/email-replies above {}", here.display()),
+        }
+    }
+
+    /// Every fixture's file name, sorted.
+    fn fixture_names() -> Vec<String> {
+        let dir = fixtures();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) => panic!("cannot list {}: {e}", dir.display()),
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
 
     fn fixture(name: &str) -> String {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/data/email-replies")
-            .join(name);
+        let path = fixtures().join(name);
         match std::fs::read(&path) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) => panic!("the shared fixture {} is missing: {e}", path.display()),
         }
     }
 
+    /// What a person would call the new text of each shared reply.
+    fn expected(file: &str) -> Option<String> {
+        let text = match file {
+            "correct_sig.txt" => "this is an email with a correct -- signature.",
+            "email_1_1.txt" => "Hi folks\n\nWhat is the best way to clear a Riak bucket of all key, values after\nrunning a test?\nI am currently using the Java HTTP API.\n\n-Abhishek Kona",
+            // An inline reply: the greeting above the quoted question and the answer below
+            // it stay; the attribution, the quote and the list footers go. The quotation
+            // marks are the replier's own quote of a wiki page, not quoted mail.
+            "email_1_2.txt" => concat!(
+                "Hi,\n",
+                "\n",
+                "You can list the keys for the bucket and call delete for each. Or if you\n",
+                "put the keys (and kept track of them in your test) you can delete them\n",
+                "one at a time (without incurring the cost of calling list first.)\n",
+                "\n",
+                "Something like:\n",
+                "\n",
+                "        String bucket = \"my_bucket\";\n",
+                "        BucketResponse bucketResponse = riakClient.listBucket(bucket);\n",
+                "        RiakBucketInfo bucketInfo = bucketResponse.getBucketInfo();\n",
+                "\n",
+                "        for(String key : bucketInfo.getKeys()) {\n",
+                "            riakClient.delete(bucket, key);\n",
+                "        }\n",
+                "\n",
+                "would do it.\n",
+                "\n",
+                "See also\n",
+                "\n",
+                "http://wiki.basho.com/REST-API.html#Bucket-operations\n",
+                "\n",
+                "which says\n",
+                "\n",
+                "\"At the moment there is no straightforward way to delete an entire\n",
+                "Bucket. There is, however, an open ticket for the feature. To delete all\n",
+                "the keys in a bucket, you\u{2019}ll need to delete them all individually.\""
+            ),
+            "email_1_3.txt" => "Oh thanks.\n\nHaving the function would be great.\n\n-Abhishek Kona",
+            "email_1_4.txt" => "Awesome! I haven't had another problem with it.",
+            "email_1_6.txt" => "I get proper rendering as well.",
+            "email_1_8.txt" => "I will reply under this one\n\nand under this.",
+            "email_2_1.txt" => "Outlook with a reply",
+            "email_2_2.txt" => "Outlook with a reply directly above line",
+            "email_BlackBerry.txt" => "Here is another email",
+            "email_bullets.txt" => "test 2 this should list second\n\nand have spaces\n\nand retain this formatting\n\n   - how about bullets\n   - and another",
+            // The question and the signature around a 59 KB line of quote markers, which
+            // goes. The 700 KB line after "asdf" starts with a letter: the sender typed it
+            // (an "A" and a held-down key), so it stays; the inbound endpoint shortens a
+            // message to CHARLA_MAX_MESSAGE_CHARS anyway.
+            "email_long_quote.txt" => {
+                return Some(format!(
+                    "Hi folks\n\nWhat is the best way to clear a Riak bucket of all key, values after\nrunning a test?\nasdf\nA{}\nI am currently using the Java HTTP API.\n\n-Abhishek Kona",
+                    ">".repeat(707_605)
+                ))
+            }
+            "email_multi_word_sent_from_my_mobile_device.txt" => "Here is another email",
+            "email_one_is_not_on.txt" => "Thank, this is really helpful.\n\nOne outstanding question I had:\n\nLocally (on development), when I run...",
+            "email_sent_from_my_not_signature.txt" => "Here is another email\n\nSent from my desk, is much easier then my mobile phone.",
+            // A GitHub notification answered from a phone: the attribution right below the
+            // answer, then a 3 KB quote of sequence data with long runs of underscores
+            // (a backtracking parser's nightmare; this one reads each line once).
+            "pathological.txt" => "I think you're onto something. I will try to fix the problem as soon as I\nget back to a computer.",
+            _ => return None,
+        };
+        Some(text.to_string())
+    }
+
+    /// `assert_eq!` that names the first difference instead of printing 700 KB.
+    fn assert_same(file: &str, got: &str, want: &str) {
+        if got == want {
+            return;
+        }
+        let at = got
+            .chars()
+            .zip(want.chars())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let around = |s: &str| {
+            s.chars()
+                .skip(at.saturating_sub(30))
+                .take(60)
+                .collect::<String>()
+        };
+        panic!(
+            "{file}: the new text differs at character {at} (got {} characters, want {}):\n got: {:?}\nwant: {:?}",
+            got.chars().count(),
+            want.chars().count(),
+            around(got),
+            around(want)
+        );
+    }
+
+    #[test]
+    fn every_shared_reply_has_an_expected_text() {
+        let names = fixture_names();
+        assert!(!names.is_empty(), "no fixture in {}", fixtures().display());
+        let missing: Vec<&String> = names.iter().filter(|n| expected(n).is_none()).collect();
+        assert!(
+            missing.is_empty(),
+            "fixtures without an expected new text: {missing:?}"
+        );
+    }
+
     #[test]
     fn what_a_person_would_call_new_in_each_shared_reply() {
-        let cases: &[(&str, &str)] = &[
-            ("correct_sig.txt", "this is an email with a correct -- signature."),
-            ("email_1_4.txt", "Awesome! I haven't had another problem with it."),
-            ("email_1_6.txt", "I get proper rendering as well."),
-            ("email_1_8.txt", "I will reply under this one\n\nand under this."),
-            ("email_2_1.txt", "Outlook with a reply"),
-            ("email_2_2.txt", "Outlook with a reply directly above line"),
-            ("email_BlackBerry.txt", "Here is another email"),
-            ("email_multi_word_sent_from_my_mobile_device.txt", "Here is another email"),
-            (
-                "email_sent_from_my_not_signature.txt",
-                "Here is another email\n\nSent from my desk, is much easier then my mobile phone.",
-            ),
-            (
-                "email_one_is_not_on.txt",
-                "Thank, this is really helpful.\n\nOne outstanding question I had:\n\nLocally (on development), when I run...",
-            ),
-            (
-                "email_bullets.txt",
-                "test 2 this should list second\n\nand have spaces\n\nand retain this formatting\n\n   - how about bullets\n   - and another",
-            ),
-            (
-                "email_1_3.txt",
-                "Oh thanks.\n\nHaving the function would be great.\n\n-Abhishek Kona",
-            ),
-            (
-                "email_1_1.txt",
-                "Hi folks\n\nWhat is the best way to clear a Riak bucket of all key, values after\nrunning a test?\nI am currently using the Java HTTP API.\n\n-Abhishek Kona",
-            ),
-            (
-                "pathological.txt",
-                "I think you're onto something. I will try to fix the problem as soon as I\nget back to a computer.",
-            ),
-        ];
-        for (file, expected) in cases {
-            assert_eq!(new_text(&fixture(file)), *expected, "{file}");
+        for file in fixture_names() {
+            if let Some(want) = expected(&file) {
+                assert_same(&file, &new_text(&fixture(&file)), &want);
+            }
         }
     }
 
     #[test]
-    fn an_inline_reply_keeps_the_answer_between_quotes() {
-        let text = new_text(&fixture("email_1_2.txt"));
-        assert!(
-            text.starts_with("Hi,\n\nYou can list the keys for the bucket"),
-            "{text}"
-        );
-        assert!(text.contains("would do it."));
-        assert!(!text.contains("> "), "no quoted line: {text}");
-        assert!(!text.contains("wrote:"));
-        assert!(
-            !text.contains("riak-users mailing list"),
-            "the list footer goes"
-        );
-    }
-
-    #[test]
-    fn a_huge_quote_costs_linear_time_and_leaves_the_text() {
-        // A 59 KB quoted line between the question and the signature (and a 700 KB line of
-        // text the sender typed, kept: it is not quoted).
-        let text = new_text(&fixture("email_long_quote.txt"));
-        assert!(
-            text.starts_with("Hi folks\n\nWhat is the best way"),
-            "{}",
-            &text[..80]
-        );
-        assert!(!text.contains("\n>"), "the quoted line is gone");
-        assert!(text.ends_with("I am currently using the Java HTTP API.\n\n-Abhishek Kona"));
+    fn an_endless_line_of_quote_markers_is_dropped() {
         // Far bigger than any fixture, adversarial: one enormous line of quote markers and
-        // no newline at all.
+        // no newline at all. Line by line, it costs one pass.
         let hostile = format!("hola\n{}", ">".repeat(5_000_000));
-        let started = std::time::Instant::now();
         assert_eq!(new_text(&hostile), "hola");
-        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use super::conversation::{Offer, Reply, Requester};
 use super::router::Router;
 use super::Core;
 use crate::error::AppError;
+use crate::mail::outbox::DueTimer;
 use actix::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,47 +50,19 @@ impl Timers {
                 .await?;
             let mut mailed = false;
             for timer in due {
-                let composer = core.mail.composer.clone();
-                let id = timer.id;
-                match timer.kind.as_str() {
-                    "unread" => {
-                        mailed |= core
-                            .store
-                            .call(move |s| s.fire_unread(id, &composer, now))
-                            .await?
-                            .is_some();
-                    }
-                    "transcript" => {
-                        mailed |= core
-                            .store
-                            .call(move |s| s.fire_transcript(id, &composer, now))
-                            .await?
-                            .is_some();
-                    }
-                    "transcript_offer" => {
-                        let addr = match core.registry.get(&timer.conversation_id) {
-                            Some(a) if a.connected() => a.clone(),
-                            _ => router
-                                .send(super::router::Lookup {
-                                    id: timer.conversation_id,
-                                })
-                                .await
-                                .map_err(|_| AppError::internal())??,
-                        };
-                        // The timer's id is the event's client id: a second tick before
-                        // the first commits is recognised as the same request.
-                        let _ = addr.try_send(Offer {
-                            form: "transcript",
-                            by: Requester::System,
-                            client_id: Some(format!("timer-{id}")),
-                            timer: Some(id),
-                            reply: Reply::None,
-                            from_session: None,
-                        });
-                    }
-                    other => {
-                        tracing::warn!(timer_id = id, kind = other, "unknown timer; dropped");
-                    }
+                let (id, conversation_id) = (timer.id, timer.conversation_id);
+                let kind = timer.kind.clone();
+                // One timer that cannot fire must not hold up the others: it stays due and
+                // is tried again next tick, the rest of the round goes on.
+                match fire(&core, &router, timer, now).await {
+                    Ok(wrote) => mailed |= wrote,
+                    Err(e) => tracing::warn!(
+                        timer_id = id,
+                        conversation_id,
+                        kind = %kind,
+                        code = e.code.as_str(),
+                        "a timer failed; skipped this round"
+                    ),
                 }
             }
             if mailed {
@@ -103,6 +76,55 @@ impl Timers {
                 tracing::warn!(code = e.code.as_str(), "firing timers failed; retrying");
             }
         }));
+    }
+}
+
+/// Fires one due timer; `true` when it wrote an e-mail to the outbox.
+async fn fire(
+    core: &Arc<Core>,
+    router: &Addr<Router>,
+    timer: DueTimer,
+    now: i64,
+) -> Result<bool, AppError> {
+    let composer = core.mail.composer.clone();
+    let id = timer.id;
+    match timer.kind.as_str() {
+        "unread" => Ok(core
+            .store
+            .call(move |s| s.fire_unread(id, &composer, now))
+            .await?
+            .is_some()),
+        "transcript" => Ok(core
+            .store
+            .call(move |s| s.fire_transcript(id, &composer, now))
+            .await?
+            .is_some()),
+        "transcript_offer" => {
+            let addr = match core.registry.get(&timer.conversation_id) {
+                Some(a) if a.connected() => a.clone(),
+                _ => router
+                    .send(super::router::Lookup {
+                        id: timer.conversation_id,
+                    })
+                    .await
+                    .map_err(|_| AppError::internal())??,
+            };
+            // The timer's id is the event's client id: a second tick before the first
+            // commits is recognised as the same request.
+            let _ = addr.try_send(Offer {
+                form: "transcript",
+                by: Requester::System,
+                client_id: Some(format!("timer-{id}")),
+                timer: Some(id),
+                reply: Reply::None,
+                from_session: None,
+            });
+            Ok(false)
+        }
+        other => {
+            tracing::warn!(timer_id = id, kind = other, "unknown timer; dropped");
+            Ok(false)
+        }
     }
 }
 

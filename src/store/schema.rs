@@ -244,6 +244,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         created_at -> BigInt,
         sent_at -> Nullable<BigInt>,
+        covers_seq -> Nullable<BigInt>,
     }
 }
 

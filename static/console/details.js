@@ -168,7 +168,7 @@ function renderEmails(box, c) {
         el('span', { class: 'email-to', text: t('email_to', { address: m.to_address }) }),
         ' ',
         timeEl(m.sent_at || m.created_at)),
-      m.last_error && m.status !== 'sent' ? el('p', { class: 'email-error', text: t('email_error', { message: m.last_error }) }) : null)));
+      m.last_error && (m.status === 'pending' || m.status === 'failed') ? el('p', { class: 'email-error', text: t('email_error', { message: m.last_error }) }) : null)));
   }
   const focused = box.contains(document.activeElement) && document.activeElement.classList.contains('emails-refresh');
   replaceChildren(box,

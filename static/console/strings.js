@@ -276,6 +276,7 @@ export const S = {
   email_status_sent: 'Sent',
   email_status_pending: 'Pending',
   email_status_failed: 'Failed',
+  email_status_cancelled: 'Not sent: read in the chat',
   email_to: 'to {address}',
   email_error: 'Last error: {message}',
   email_kind_unread: 'Unread replies',

@@ -114,6 +114,23 @@ impl TestDb {
         })
     }
 
+    /// Runs SQL on the test database over a connection of its own, as someone at a
+    /// `sqlite3` or `psql` prompt would: scenarios break a table or add a trigger with it
+    /// to see how the server copes.
+    pub fn execute(&self, sql: &str) {
+        let done = if self.backend == "sqlite" {
+            let mut c = diesel::SqliteConnection::establish(&self.url).expect("SQLite opens");
+            c.batch_execute("PRAGMA busy_timeout = 10000;")
+                .and_then(|_| c.batch_execute(sql))
+        } else {
+            let mut c = diesel::PgConnection::establish(&self.url).expect("PostgreSQL connects");
+            c.batch_execute(sql)
+        };
+        if let Err(e) = done {
+            panic!("{sql}: {e}");
+        }
+    }
+
     /// A folder for files the test needs (the SQLite folder, or a new one).
     pub fn scratch(&mut self) -> std::path::PathBuf {
         if self.dir.is_none() {

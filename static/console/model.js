@@ -126,6 +126,11 @@ export function mergeList(items, startedAt) {
     if (local && local._seen > (item.last_seq || 0)) continue; // the feed is ahead of this answer
     const fresh = prepare({ ...item });
     if (local) {
+      // A header from the feed (a new name after a save, a reassignment) that arrived after
+      // this request left is newer than the answer: keep it.
+      if (local._headerAt >= startedAt) {
+        for (const [k, v] of Object.entries(header(local))) if (!k.startsWith('_')) fresh[k] = v;
+      }
       if (local._draftAt > startedAt) {
         fresh.draft = local.draft;
         fresh._draftAt = local._draftAt;
@@ -156,6 +161,7 @@ export function applyHeader(view) {
     const kept = Object.fromEntries(marks.map((k) => [k, Math.max(c[k] || 0, view[k] || 0)]));
     Object.assign(c, header(view), kept);
   }
+  c._headerAt = Date.now();
   emit('changed', { id: view.id, header: true });
   return c;
 }

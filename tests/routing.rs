@@ -72,6 +72,43 @@ async fn visitor_seeing(srv: &TestServer, text: &str) -> (Ws, i64, Vec<Value>) {
     }
 }
 
+/// The queue's promise (XB13): while a conversation waits, every operator who could take
+/// it (online, available, with the chat permission, in its team) is at capacity.
+async fn assert_no_idle_capacity(srv: &TestServer, token: &str, step: &str) {
+    let (_, routing) = srv.get("/api/routing", Some(token)).await;
+    let queue = routing["queue"].as_array().expect("queue").clone();
+    if queue.is_empty() {
+        return;
+    }
+    let (_, accounts) = srv.get("/api/operators", Some(token)).await;
+    let accounts = accounts.as_array().expect("operators").clone();
+    for cid in queue {
+        let (_, c) = srv
+            .get(&format!("/api/conversations/{cid}"), Some(token))
+            .await;
+        let team = c["conversation"]["team_id"].as_i64();
+        for op in routing["online"].as_array().expect("online") {
+            let account = accounts
+                .iter()
+                .find(|a| a["id"] == op["id"])
+                .expect("an online operator exists");
+            let may_chat = account["is_admin"] == true || account["can_chat"] == true;
+            let in_team = team.is_none_or(|t| {
+                account["teams"]
+                    .as_array()
+                    .is_some_and(|ts| ts.iter().any(|x| x.as_i64() == Some(t)))
+            });
+            if op["available"] == true && may_chat && in_team {
+                assert!(
+                    op["load"].as_i64() >= op["capacity"].as_i64(),
+                    "{step}: conversation {cid} waits while {} has room: {routing}",
+                    op["name"]
+                );
+            }
+        }
+    }
+}
+
 /// The next place in the queue a visitor is told.
 async fn place(v: &mut Ws) -> Value {
     v.next_of("queue").await["position"].clone()
@@ -512,6 +549,7 @@ async fn distribution_respects_capacity_and_the_queue_is_first_in_first_out(db: 
     assert_eq!(places[3], vec![json!(1)]);
     assert_eq!(places[4], vec![json!(2)]);
     assert!(places[..3].iter().all(Vec::is_empty), "{places:?}");
+    assert_no_idle_capacity(&srv, &admin, "five visitors").await;
 
     // Bea closes hers: the oldest waiting conversation is hers at once, and the last one
     // moves up to first place.
@@ -533,6 +571,7 @@ async fn distribution_respects_capacity_and_the_queue_is_first_in_first_out(db: 
     .await;
     assert_eq!(place(&mut visitors[3].0).await, Value::Null);
     assert_eq!(place(&mut visitors[4].0).await, json!(1));
+    assert_no_idle_capacity(&srv, &admin, "Bea closed one").await;
 
     // Carla comes online: the last one is hers.
     let _carla_ws = srv.operator_ws(&carla).await;
@@ -542,10 +581,12 @@ async fn distribution_respects_capacity_and_the_queue_is_first_in_first_out(db: 
     .await;
     let (_, routing) = srv.get("/api/routing", Some(&admin)).await;
     assert_eq!(routing["queue"], json!([]));
+    assert_no_idle_capacity(&srv, &admin, "Carla came online").await;
 
     // Everyone is full now: a new visitor waits; raising a capacity hands it out.
     let (_v6, cid6) = visitor_with_conversation(&srv, "visitor 6").await;
     header_until(&srv, &admin, cid6, "the queue", |h| h["queued"] == true).await;
+    assert_no_idle_capacity(&srv, &admin, "a sixth visitor").await;
     srv.patch(
         &format!("/api/operators/{ana_id}"),
         Some(&admin),
@@ -553,6 +594,7 @@ async fn distribution_respects_capacity_and_the_queue_is_first_in_first_out(db: 
     )
     .await;
     header_until(&srv, &admin, cid6, "Ana", |h| assignee(h) == Some(ana_id)).await;
+    assert_no_idle_capacity(&srv, &admin, "Ana has more room").await;
     // No conversation waits while someone online has room (the administrator is away).
     let (_, routing) = srv.get("/api/routing", Some(&admin)).await;
     for op in routing["online"].as_array().expect("online") {

@@ -8,6 +8,7 @@
 
 mod common;
 
+use charla::clock::Clock;
 use common::{RoutingSettings, TestDb, TestServer, Ws};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -815,4 +816,71 @@ async fn an_inactive_conversation_closes_itself_even_across_a_restart(mut db: Te
 both_backends!(
     auto_close,
     an_inactive_conversation_closes_itself_even_across_a_restart
+);
+/// Asks a conversation to close for inactivity the way the sweep does, with the cutoff
+/// the sweep read the database with.
+async fn close_for_inactivity(srv: &TestServer, cid: i64, cutoff: i64) -> Value {
+    use charla::runtime::conversation::{Reply, Requester, SetStatus};
+    let rt = srv.runtime();
+    let addr = rt.conversation(cid).await.expect("conversation");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    rt.deliver(
+        &addr,
+        SetStatus {
+            by: Requester::System,
+            status: charla::model::ConversationStatus::Closed,
+            client_id: None,
+            reason: Some("inactivity"),
+            inactive_before: Some(cutoff),
+            reply: Reply::Http(tx),
+            from_session: None,
+        },
+    )
+    .expect("delivered");
+    let posted = rx.await.expect("answered").expect("accepted");
+    serde_json::to_value(posted).expect("json")
+}
+
+async fn a_message_after_the_sweep_read_the_database_keeps_the_conversation_open(db: TestDb) {
+    let srv = TestServer::start_routed(
+        &db,
+        RoutingSettings {
+            distribution: false,
+            default_assignee_id: None,
+            auto_close_minutes: 10,
+        },
+    )
+    .await;
+    let (ana, _) = srv.operator("ana@example.com", false).await;
+    let (mut v, cid) = visitor_with_conversation(&srv, "hola").await;
+    // Eleven quiet minutes: a sweep now reads the conversation as due...
+    srv.clock.advance(11 * 60_000);
+    let cutoff = srv.clock.now_ms() - 10 * 60_000;
+    // ...but the visitor writes before the sweep's request reaches the conversation, which
+    // comes a few seconds later (the sweep asks one conversation after another).
+    v.say("again", "¿sigue ahí?").await;
+    srv.clock.advance(5_000);
+    let outcome = close_for_inactivity(&srv, cid, cutoff).await;
+    assert_eq!(outcome["duplicate"], true, "nothing recorded: {outcome}");
+    let (_, c) = srv
+        .get(&format!("/api/conversations/{cid}"), Some(&ana))
+        .await;
+    assert_eq!(c["conversation"]["status"], "open");
+    assert!(!c["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .any(|m| m["body"] == "closed"));
+
+    // Ten quiet minutes after that message, it is due and closes.
+    srv.clock.advance(10 * 60_000);
+    let cutoff = srv.clock.now_ms() - 10 * 60_000;
+    let outcome = close_for_inactivity(&srv, cid, cutoff).await;
+    assert_eq!(outcome["duplicate"], false, "{outcome}");
+    header_until(&srv, &ana, cid, "closed", |h| h["status"] == "closed").await;
+    srv.stop().await;
+}
+both_backends!(
+    auto_close_race,
+    a_message_after_the_sweep_read_the_database_keeps_the_conversation_open
 );

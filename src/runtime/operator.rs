@@ -558,6 +558,7 @@ fn status(
         status,
         client_id: Some(client_id),
         reason: None,
+        inactive_before: None,
         reply: Reply::Session(sink),
         from_session: Some(session),
     }

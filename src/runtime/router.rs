@@ -335,6 +335,7 @@ impl Router {
                     status: ConversationStatus::Closed,
                     client_id: None,
                     reason: Some("inactivity"),
+                    inactive_before: Some(before),
                     reply: super::conversation::Reply::None,
                     from_session: None,
                 });

@@ -817,6 +817,136 @@ both_backends!(
     auto_close,
     an_inactive_conversation_closes_itself_even_across_a_restart
 );
+
+async fn conversations_opened_while_distribution_was_off_are_routed_when_it_comes_on(db: TestDb) {
+    let srv = TestServer::start_routed(&db, routed(false)).await;
+    let (admin, _) = srv.named_operator("admin@example.com", "Adela", true).await;
+    let (ana, ana_id) = srv.named_operator("ana@example.com", "Ana", false).await;
+    let (bea, bea_id) = srv.named_operator("bea@example.com", "Bea", false).await;
+    for id in [ana_id, bea_id] {
+        srv.patch(
+            &format!("/api/operators/{id}"),
+            Some(&admin),
+            json!({"capacity": 1}),
+        )
+        .await;
+    }
+    srv.patch("/api/me", Some(&admin), json!({"available": false}))
+        .await;
+    let _admin_ws = srv.operator_ws(&admin).await;
+    let _ana_ws = srv.operator_ws(&ana).await;
+    let _bea_ws = srv.operator_ws(&bea).await;
+
+    // Distribution off and no default assignee: three conversations open and nobody has
+    // them, although Ana and Bea have room.
+    let mut visitors = Vec::new();
+    for i in 0..3 {
+        visitors.push(visitor_with_conversation(&srv, &format!("visitor {i}")).await);
+    }
+    let cids: Vec<i64> = visitors.iter().map(|(_, c)| *c).collect();
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    for cid in &cids {
+        let (_, c) = srv
+            .get(&format!("/api/conversations/{cid}"), Some(&admin))
+            .await;
+        let h = &c["conversation"];
+        assert!(h["assignee"].is_null() && h["queued"] == false, "{h}");
+    }
+
+    // Switched on: they are routed in the order they arrived; the first two get the two
+    // free places, the third waits first in the queue.
+    let (status, body) = srv
+        .put(
+            "/api/settings/routing",
+            Some(&admin),
+            json!({"distribution": true, "default_assignee_id": null, "auto_close_minutes": 0}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    header_until(&srv, &admin, cids[0], "Ana", |h| {
+        assignee(h) == Some(ana_id)
+    })
+    .await;
+    header_until(&srv, &admin, cids[1], "Bea", |h| {
+        assignee(h) == Some(bea_id)
+    })
+    .await;
+    header_until(&srv, &admin, cids[2], "the queue", |h| h["queued"] == true).await;
+    assert_eq!(place(&mut visitors[2].0).await, json!(1));
+    let (_, routing) = srv.get("/api/routing", Some(&admin)).await;
+    assert_eq!(routing["queue"], json!([cids[2]]));
+    assert_no_idle_capacity(&srv, &admin, "distribution switched on").await;
+
+    // And it drains like any other: Ana closes hers, the third is hers.
+    let (status, _) = srv
+        .post(
+            &format!("/api/conversations/{}/close", cids[0]),
+            Some(&ana),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    header_until(&srv, &admin, cids[2], "Ana", |h| {
+        assignee(h) == Some(ana_id)
+    })
+    .await;
+    srv.stop().await;
+}
+both_backends!(
+    distribution_switched_on,
+    conversations_opened_while_distribution_was_off_are_routed_when_it_comes_on
+);
+
+async fn at_start_every_open_conversation_without_an_operator_waits_in_arrival_order(
+    mut db: TestDb,
+) {
+    let _ = db.scratch();
+    let srv = TestServer::start_routed(&db, routed(false)).await;
+    let (ana, ana_id) = srv.named_operator("ana@example.com", "Ana", false).await;
+    let mut cids = Vec::new();
+    for i in 0..4 {
+        cids.push(
+            visitor_with_conversation(&srv, &format!("visitor {i}"))
+                .await
+                .1,
+        );
+    }
+    // One closed and one taken: neither waits for an operator.
+    let (status, _) = srv
+        .post(
+            &format!("/api/conversations/{}/close", cids[1]),
+            Some(&ana),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    srv.take(cids[3], &ana).await;
+    srv.stop().await;
+
+    // The server comes back with distribution on: the other two wait, oldest first.
+    let srv = TestServer::start_routed(&db, routed(true)).await;
+    let (_, routing) = srv.get("/api/routing", Some(&ana)).await;
+    assert_eq!(routing["queue"], json!([cids[0], cids[2]]));
+    // Ana (room for five, one taken) comes online: both are hers.
+    let _ana_ws = srv.operator_ws(&ana).await;
+    header_until(&srv, &ana, cids[0], "Ana", |h| assignee(h) == Some(ana_id)).await;
+    header_until(&srv, &ana, cids[2], "Ana", |h| assignee(h) == Some(ana_id)).await;
+    let (_, c) = srv
+        .get(&format!("/api/conversations/{}", cids[1]), Some(&ana))
+        .await;
+    assert!(
+        c["conversation"]["assignee"].is_null(),
+        "a closed one stays as it was"
+    );
+    let (_, routing) = srv.get("/api/routing", Some(&ana)).await;
+    assert_eq!(routing["queue"], json!([]));
+    srv.stop().await;
+}
+both_backends!(
+    routed_at_start,
+    at_start_every_open_conversation_without_an_operator_waits_in_arrival_order
+);
+
 /// Asks a conversation to close for inactivity the way the sweep does, with the cutoff
 /// the sweep read the database with.
 async fn close_for_inactivity(srv: &TestServer, cid: i64, cutoff: i64) -> Value {

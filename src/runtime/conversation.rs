@@ -1417,7 +1417,12 @@ impl Handler<QueuePosition> for Conversation {
     type Result = ();
 
     fn handle(&mut self, msg: QueuePosition, _ctx: &mut Self::Context) {
-        if msg.position.is_some() && !self.queued && self.assignee.is_none() {
+        let waiting = self.status == ConversationStatus::Open && self.assignee.is_none();
+        if msg.position.is_some() && !waiting {
+            // Taken or closed meanwhile; the router hears of it and forgets the place.
+            return;
+        }
+        if msg.position.is_some() && !self.queued {
             // Joining the queue is stored, so the order survives a restart.
             self.queued = true;
             let req = PersistRequest {

@@ -1014,3 +1014,107 @@ both_backends!(
     auto_close_race,
     a_message_after_the_sweep_read_the_database_keeps_the_conversation_open
 );
+
+async fn a_group_without_the_chat_permission_locks_its_members_out(db: TestDb) {
+    let srv = TestServer::start_routed(&db, routed(true)).await;
+    let (admin, _) = srv.named_operator("admin@example.com", "Adela", true).await;
+    srv.patch("/api/me", Some(&admin), json!({"available": false}))
+        .await;
+    let (nora, nora_id) = srv.named_operator("nora@example.com", "Nora", false).await;
+    let (status, group) = srv
+        .post(
+            "/api/groups",
+            Some(&admin),
+            json!({"name": "Soporte", "can_chat": true}),
+        )
+        .await;
+    assert_eq!(status, 201, "{group}");
+    let group_id = group["id"].as_i64().expect("id");
+    let (status, _) = srv
+        .patch(
+            &format!("/api/operators/{nora_id}"),
+            Some(&admin),
+            json!({"groups": [group_id]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let _admin_ws = srv.operator_ws(&admin).await;
+    let mut console = srv.operator_ws(&nora).await;
+
+    // While her group may chat, Nora is given conversations and answers them.
+    let (_v1, first) = visitor_with_conversation(&srv, "uno").await;
+    header_until(&srv, &admin, first, "Nora", |h| {
+        assignee(h) == Some(nora_id)
+    })
+    .await;
+    console
+        .send(json!({"type": "message", "conversation_id": first, "client_id": "before", "body": "hola"}))
+        .await;
+    assert_eq!(console.next_of_any(&["ack", "error"]).await["type"], "ack");
+
+    // The group loses the permission.
+    let (status, g) = srv
+        .patch(
+            &format!("/api/groups/{group_id}"),
+            Some(&admin),
+            json!({"can_chat": false}),
+        )
+        .await;
+    assert_eq!((status, g["can_chat"].clone()), (200, json!(false)), "{g}");
+    // Over HTTP and a new socket...
+    for over_ws in [false, true] {
+        for action in ["reply", "note", "close"] {
+            assert_eq!(
+                act(&srv, &nora, over_ws, first, action, 1).await,
+                Err("forbidden".to_string()),
+                "{action} ws={over_ws}"
+            );
+        }
+    }
+    let (status, _) = srv.get("/api/conversations", Some(&nora)).await;
+    assert_eq!(status, 403);
+    // ...and over the console she had open, from its next frame on.
+    console
+        .send(json!({"type": "message", "conversation_id": first, "client_id": "after", "body": "¿sigo?"}))
+        .await;
+    let refused = console.next_of_any(&["ack", "error"]).await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["client_id"].as_str()),
+        (Some("forbidden"), Some("after")),
+        "{refused}"
+    );
+    // Distribution leaves her out: the next conversation waits.
+    let (_v2, second) = visitor_with_conversation(&srv, "dos").await;
+    header_until(&srv, &admin, second, "the queue", |h| h["queued"] == true).await;
+    assert_no_idle_capacity(&srv, &admin, "the group lost the permission").await;
+    let mut gone = false;
+    for _ in 0..100 {
+        let (_, routing) = srv.get("/api/routing", Some(&admin)).await;
+        let online = routing["online"].as_array().expect("online");
+        if !online.iter().any(|o| o["id"] == nora_id) {
+            gone = true;
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "her console left the live feed");
+
+    // Given back, her open console rejoins at once and takes the one waiting.
+    let (status, _) = srv
+        .patch(
+            &format!("/api/groups/{group_id}"),
+            Some(&admin),
+            json!({"can_chat": true}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    header_until(&srv, &admin, second, "Nora", |h| {
+        assignee(h) == Some(nora_id)
+    })
+    .await;
+    srv.stop().await;
+}
+both_backends!(
+    group_permission_revoked,
+    a_group_without_the_chat_permission_locks_its_members_out
+);

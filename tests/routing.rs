@@ -225,20 +225,26 @@ async fn reassign(
 
 async fn the_permission_matrix_of_routing_actions(db: TestDb) {
     let srv = TestServer::start(&db).await;
+    let started_at = srv.clock.now_ms();
     let (admin, admin_id) = srv.named_operator("admin@example.com", "Adela", true).await;
     let (owner, owner_id) = srv.named_operator("owner@example.com", "Olga", false).await;
     let (other, other_id) = srv
         .named_operator("other@example.com", "Oscar", false)
         .await;
     let (muted, muted_id) = srv.named_operator("muted@example.com", "Mudo", false).await;
-    let (status, _) = srv
-        .patch(
-            &format!("/api/operators/{muted_id}"),
-            Some(&admin),
-            json!({"groups": []}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    // The administrator is in no user group at all, so only being an administrator gives
+    // them the chat permission (OC1); the muted operator is in none either.
+    for id in [admin_id, muted_id] {
+        let (status, op) = srv
+            .patch(
+                &format!("/api/operators/{id}"),
+                Some(&admin),
+                json!({"groups": []}),
+            )
+            .await;
+        assert_eq!(status, 200, "{op}");
+        assert_eq!(op["can_chat"], false, "{op}");
+    }
     let (_visitor, cid) = visitor_with_conversation(&srv, "help").await;
     srv.take(cid, &owner).await;
 
@@ -247,12 +253,14 @@ async fn the_permission_matrix_of_routing_actions(db: TestDb) {
     let mut n = 0;
     for over_ws in [false, true] {
         // Writing: only the responsible operator writes text; notes are open to every
-        // operator with the chat permission.
-        for (token, reply, note) in [
-            (&owner, Ok(()), Ok(())),
-            (&admin, not_assigned(), Ok(())),
-            (&other, not_assigned(), Ok(())),
-            (&muted, forbidden(), forbidden()),
+        // operator with the chat permission. Taking a conversation someone has is refused
+        // to colleagues; the owner has it already; an administrator's take is a
+        // reassignment to themselves.
+        for (token, reply, note, take) in [
+            (&owner, Ok(()), Ok(()), Ok(())),
+            (&admin, not_assigned(), Ok(()), Ok(())),
+            (&other, not_assigned(), Ok(()), not_assigned()),
+            (&muted, forbidden(), forbidden(), forbidden()),
         ] {
             n += 1;
             assert_eq!(
@@ -265,21 +273,26 @@ async fn the_permission_matrix_of_routing_actions(db: TestDb) {
                 note,
                 "note ws={over_ws}"
             );
-            // Taking a conversation someone has is refused to colleagues (the owner already
-            // has it; an administrator's take is a reassignment, checked at the end).
-            if token != &admin {
-                let take = if token == &owner {
-                    Ok(())
-                } else if token == &muted {
-                    forbidden()
-                } else {
-                    not_assigned()
-                };
+            assert_eq!(
+                act(&srv, token, over_ws, cid, "take", n).await,
+                take,
+                "take ws={over_ws}"
+            );
+            if token == &admin {
+                let h = header_until(&srv, &admin, cid, "the administrator", |h| {
+                    assignee(h) == Some(admin_id)
+                })
+                .await;
+                assert_eq!(h["assignee"]["name"], "Adela");
+                // Handed back, so the owner's rows below stay the owner's.
                 assert_eq!(
-                    act(&srv, token, over_ws, cid, "take", n).await,
-                    take,
-                    "take ws={over_ws}"
+                    reassign(&srv, &admin, over_ws, cid, Some(owner_id), n).await,
+                    Ok(())
                 );
+                header_until(&srv, &admin, cid, "the owner", |h| {
+                    assignee(h) == Some(owner_id)
+                })
+                .await;
             }
         }
         // Closing and reopening: the responsible operator or an administrator.
@@ -308,6 +321,33 @@ async fn the_permission_matrix_of_routing_actions(db: TestDb) {
                     "reopen ws={over_ws}"
                 );
             }
+        }
+        // Unassigning (`operator_id: null`, back to routing): the responsible operator or
+        // an administrator; each time the owner takes it again.
+        n += 1;
+        assert_eq!(
+            reassign(&srv, &other, over_ws, cid, None, n).await,
+            not_assigned(),
+            "unassign ws={over_ws}"
+        );
+        assert_eq!(
+            reassign(&srv, &muted, over_ws, cid, None, n).await,
+            forbidden(),
+            "unassign ws={over_ws}"
+        );
+        for token in [&owner, &admin] {
+            n += 1;
+            assert_eq!(
+                reassign(&srv, token, over_ws, cid, None, n).await,
+                Ok(()),
+                "unassign ws={over_ws}"
+            );
+            header_until(&srv, &admin, cid, "nobody", |h| h["assignee"].is_null()).await;
+            assert_eq!(act(&srv, &owner, over_ws, cid, "take", n).await, Ok(()));
+            header_until(&srv, &admin, cid, "the owner", |h| {
+                assignee(h) == Some(owner_id)
+            })
+            .await;
         }
         // Reassigning: the responsible operator or an administrator (OC8).
         n += 1;
@@ -365,17 +405,28 @@ async fn the_permission_matrix_of_routing_actions(db: TestDb) {
     assert!(texts
         .iter()
         .all(|(_, by)| *by == Some(owner_id) || *by == Some(other_id)));
-    // The audit trail names who decided and why, in order (XB12).
+    // The audit trail names who decided, why and when, in order (XB12).
     let (_, trail) = srv
         .get(
             &format!("/api/conversations/{cid}/assignments"),
             Some(&owner),
         )
         .await;
+    let trail = trail.as_array().expect("trail");
+    let finished_at = srv.clock.now_ms();
+    let times: Vec<i64> = trail
+        .iter()
+        .map(|a| a["at"].as_i64().expect("every entry says when"))
+        .collect();
+    assert!(
+        times
+            .iter()
+            .all(|at| (started_at..=finished_at).contains(at)),
+        "{times:?} within {started_at}..={finished_at}"
+    );
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
     type Step = (Option<i64>, Option<i64>, Option<i64>, String);
     let trail: Vec<Step> = trail
-        .as_array()
-        .expect("trail")
         .iter()
         .map(|a| {
             (
@@ -386,26 +437,24 @@ async fn the_permission_matrix_of_routing_actions(db: TestDb) {
             )
         })
         .collect();
-    let step = |from: Option<i64>, to: i64, by: i64, why: &str| {
-        (from, Some(to), Some(by), why.to_string())
+    let step = |from: Option<i64>, to: Option<i64>, by: i64, why: &str| {
+        (from, to, Some(by), why.to_string())
     };
-    assert_eq!(
-        trail,
-        vec![
-            step(None, owner_id, owner_id, "took the conversation"),
-            step(Some(owner_id), other_id, owner_id, "matrix"),
-            step(Some(other_id), owner_id, admin_id, "matrix"),
-            step(Some(owner_id), other_id, owner_id, "matrix"),
-            step(Some(other_id), owner_id, admin_id, "matrix"),
-        ]
-    );
-    // An administrator may take anyone's conversation: a reassignment to themselves.
-    assert_eq!(act(&srv, &admin, false, cid, "take", 9999).await, Ok(()));
-    let h = header_until(&srv, &admin, cid, "the administrator", |h| {
-        assignee(h) == Some(admin_id)
-    })
-    .await;
-    assert_eq!(h["assignee"]["name"], "Adela");
+    let (owner_, other_, admin_) = (Some(owner_id), Some(other_id), Some(admin_id));
+    let per_transport = [
+        step(owner_, admin_, admin_id, "took the conversation"),
+        step(admin_, owner_, admin_id, "matrix"),
+        step(owner_, None, owner_id, "matrix"),
+        step(None, owner_, owner_id, "took the conversation"),
+        step(owner_, None, admin_id, "matrix"),
+        step(None, owner_, owner_id, "took the conversation"),
+        step(owner_, other_, owner_id, "matrix"),
+        step(other_, owner_, admin_id, "matrix"),
+    ];
+    let mut expected = vec![step(None, owner_, owner_id, "took the conversation")];
+    expected.extend(per_transport.iter().cloned());
+    expected.extend(per_transport.iter().cloned());
+    assert_eq!(trail, expected);
     srv.stop().await;
 }
 both_backends!(permission_matrix, the_permission_matrix_of_routing_actions);

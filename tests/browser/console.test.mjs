@@ -730,6 +730,39 @@ for (const backend of tested) {
       await closePages();
     });
 
+    test('a message written by the server itself (a bot) names "Bot" as its author', { timeout: TIMEOUT }, async () => {
+      const pablo = await createOperator(server, admin.token, 'Pablo Prieto');
+      const { id, seq } = await visitorSays(host, 'Hola, ¿hay alguien?');
+      const page = await consoleOf(pablo, { hash: `#/c/${id}` });
+      await waitText(page, '#messages .msg-body', 'Hola, ¿hay alguien?');
+      // The server writes no text of its own yet (its `assigned` and `closed` are events), so
+      // the frame a bot's message would be is handed to the console on its own socket.
+      let feed = null;
+      await page.routeWebSocket(/\/ws\/operator$/, (ws) => {
+        feed = ws;
+        ws.connectToServer();
+      });
+      await page.evaluate(() => window.__sockets.at(-1).close());
+      await page.waitForFunction(() => window.__readies.length === 2);
+      await page.waitForSelector('#conn[data-state=connected]');
+      const body = 'Gracias por escribirnos: enseguida le atiende una persona.';
+      const botSeq = seq + 1;
+      feed.send(JSON.stringify({
+        type: 'message', conversation_id: id, seq: botSeq, kind: 'text', author: { kind: 'system' }, body, created_at: Date.now(),
+      }));
+      const bot = `#messages li[data-seq="${botSeq}"]`;
+      await page.waitForSelector(`${bot}.msg-system`);
+      assert.equal(await page.textContent(`${bot} .author`), 'Bot');
+      assert.equal(await page.textContent(`${bot} .msg-body`), body);
+      assert.equal(await page.textContent(`#messages li[data-seq="${seq}"] .author`), 'Visitor');
+      // Quoted, it is the bot's too (OC10).
+      await page.click(`${bot} .msg-menu-button`);
+      await page.click('[role=menuitem][data-action=reply]');
+      await waitText(page, '#reply-preview', 'Replying to Bot');
+      assert.deepEqual(page.errors, []);
+      await closePages();
+    });
+
     test('filters and search: channel, customers, mine, assignee, status; search marks the terms and opens at the hit', { timeout: TIMEOUT }, async () => {
       const fede = await createOperator(server, admin.token, 'Fede Fuentes');
       const shopName = `shop${backend}`;

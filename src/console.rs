@@ -235,6 +235,7 @@ pub async fn change_operator(
     if teams_changed {
         sync_team_chats(rt).await?;
     }
+    rt.core.hub.account_changed(&op);
     rt.router.do_send(OperatorChanged {
         operator: op.clone(),
     });

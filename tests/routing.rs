@@ -8,6 +8,7 @@
 
 mod common;
 
+use charla::clock::Clock;
 use common::{RoutingSettings, TestDb, TestServer, Ws};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -68,6 +69,43 @@ async fn visitor_seeing(srv: &TestServer, text: &str) -> (Ws, i64, Vec<Value>) {
             }
             Some("error") => panic!("{f}"),
             _ => {}
+        }
+    }
+}
+
+/// The queue's promise (XB13): while a conversation waits, every operator who could take
+/// it (online, available, with the chat permission, in its team) is at capacity.
+async fn assert_no_idle_capacity(srv: &TestServer, token: &str, step: &str) {
+    let (_, routing) = srv.get("/api/routing", Some(token)).await;
+    let queue = routing["queue"].as_array().expect("queue").clone();
+    if queue.is_empty() {
+        return;
+    }
+    let (_, accounts) = srv.get("/api/operators", Some(token)).await;
+    let accounts = accounts.as_array().expect("operators").clone();
+    for cid in queue {
+        let (_, c) = srv
+            .get(&format!("/api/conversations/{cid}"), Some(token))
+            .await;
+        let team = c["conversation"]["team_id"].as_i64();
+        for op in routing["online"].as_array().expect("online") {
+            let account = accounts
+                .iter()
+                .find(|a| a["id"] == op["id"])
+                .expect("an online operator exists");
+            let may_chat = account["is_admin"] == true || account["can_chat"] == true;
+            let in_team = team.is_none_or(|t| {
+                account["teams"]
+                    .as_array()
+                    .is_some_and(|ts| ts.iter().any(|x| x.as_i64() == Some(t)))
+            });
+            if op["available"] == true && may_chat && in_team {
+                assert!(
+                    op["load"].as_i64() >= op["capacity"].as_i64(),
+                    "{step}: conversation {cid} waits while {} has room: {routing}",
+                    op["name"]
+                );
+            }
         }
     }
 }
@@ -187,20 +225,26 @@ async fn reassign(
 
 async fn the_permission_matrix_of_routing_actions(db: TestDb) {
     let srv = TestServer::start(&db).await;
+    let started_at = srv.clock.now_ms();
     let (admin, admin_id) = srv.named_operator("admin@example.com", "Adela", true).await;
     let (owner, owner_id) = srv.named_operator("owner@example.com", "Olga", false).await;
     let (other, other_id) = srv
         .named_operator("other@example.com", "Oscar", false)
         .await;
     let (muted, muted_id) = srv.named_operator("muted@example.com", "Mudo", false).await;
-    let (status, _) = srv
-        .patch(
-            &format!("/api/operators/{muted_id}"),
-            Some(&admin),
-            json!({"groups": []}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    // The administrator is in no user group at all, so only being an administrator gives
+    // them the chat permission (OC1); the muted operator is in none either.
+    for id in [admin_id, muted_id] {
+        let (status, op) = srv
+            .patch(
+                &format!("/api/operators/{id}"),
+                Some(&admin),
+                json!({"groups": []}),
+            )
+            .await;
+        assert_eq!(status, 200, "{op}");
+        assert_eq!(op["can_chat"], false, "{op}");
+    }
     let (_visitor, cid) = visitor_with_conversation(&srv, "help").await;
     srv.take(cid, &owner).await;
 
@@ -209,12 +253,14 @@ async fn the_permission_matrix_of_routing_actions(db: TestDb) {
     let mut n = 0;
     for over_ws in [false, true] {
         // Writing: only the responsible operator writes text; notes are open to every
-        // operator with the chat permission.
-        for (token, reply, note) in [
-            (&owner, Ok(()), Ok(())),
-            (&admin, not_assigned(), Ok(())),
-            (&other, not_assigned(), Ok(())),
-            (&muted, forbidden(), forbidden()),
+        // operator with the chat permission. Taking a conversation someone has is refused
+        // to colleagues; the owner has it already; an administrator's take is a
+        // reassignment to themselves.
+        for (token, reply, note, take) in [
+            (&owner, Ok(()), Ok(()), Ok(())),
+            (&admin, not_assigned(), Ok(()), Ok(())),
+            (&other, not_assigned(), Ok(()), not_assigned()),
+            (&muted, forbidden(), forbidden(), forbidden()),
         ] {
             n += 1;
             assert_eq!(
@@ -227,21 +273,26 @@ async fn the_permission_matrix_of_routing_actions(db: TestDb) {
                 note,
                 "note ws={over_ws}"
             );
-            // Taking a conversation someone has is refused to colleagues (the owner already
-            // has it; an administrator's take is a reassignment, checked at the end).
-            if token != &admin {
-                let take = if token == &owner {
-                    Ok(())
-                } else if token == &muted {
-                    forbidden()
-                } else {
-                    not_assigned()
-                };
+            assert_eq!(
+                act(&srv, token, over_ws, cid, "take", n).await,
+                take,
+                "take ws={over_ws}"
+            );
+            if token == &admin {
+                let h = header_until(&srv, &admin, cid, "the administrator", |h| {
+                    assignee(h) == Some(admin_id)
+                })
+                .await;
+                assert_eq!(h["assignee"]["name"], "Adela");
+                // Handed back, so the owner's rows below stay the owner's.
                 assert_eq!(
-                    act(&srv, token, over_ws, cid, "take", n).await,
-                    take,
-                    "take ws={over_ws}"
+                    reassign(&srv, &admin, over_ws, cid, Some(owner_id), n).await,
+                    Ok(())
                 );
+                header_until(&srv, &admin, cid, "the owner", |h| {
+                    assignee(h) == Some(owner_id)
+                })
+                .await;
             }
         }
         // Closing and reopening: the responsible operator or an administrator.
@@ -270,6 +321,33 @@ async fn the_permission_matrix_of_routing_actions(db: TestDb) {
                     "reopen ws={over_ws}"
                 );
             }
+        }
+        // Unassigning (`operator_id: null`, back to routing): the responsible operator or
+        // an administrator; each time the owner takes it again.
+        n += 1;
+        assert_eq!(
+            reassign(&srv, &other, over_ws, cid, None, n).await,
+            not_assigned(),
+            "unassign ws={over_ws}"
+        );
+        assert_eq!(
+            reassign(&srv, &muted, over_ws, cid, None, n).await,
+            forbidden(),
+            "unassign ws={over_ws}"
+        );
+        for token in [&owner, &admin] {
+            n += 1;
+            assert_eq!(
+                reassign(&srv, token, over_ws, cid, None, n).await,
+                Ok(()),
+                "unassign ws={over_ws}"
+            );
+            header_until(&srv, &admin, cid, "nobody", |h| h["assignee"].is_null()).await;
+            assert_eq!(act(&srv, &owner, over_ws, cid, "take", n).await, Ok(()));
+            header_until(&srv, &admin, cid, "the owner", |h| {
+                assignee(h) == Some(owner_id)
+            })
+            .await;
         }
         // Reassigning: the responsible operator or an administrator (OC8).
         n += 1;
@@ -327,17 +405,28 @@ async fn the_permission_matrix_of_routing_actions(db: TestDb) {
     assert!(texts
         .iter()
         .all(|(_, by)| *by == Some(owner_id) || *by == Some(other_id)));
-    // The audit trail names who decided and why, in order (XB12).
+    // The audit trail names who decided, why and when, in order (XB12).
     let (_, trail) = srv
         .get(
             &format!("/api/conversations/{cid}/assignments"),
             Some(&owner),
         )
         .await;
+    let trail = trail.as_array().expect("trail");
+    let finished_at = srv.clock.now_ms();
+    let times: Vec<i64> = trail
+        .iter()
+        .map(|a| a["at"].as_i64().expect("every entry says when"))
+        .collect();
+    assert!(
+        times
+            .iter()
+            .all(|at| (started_at..=finished_at).contains(at)),
+        "{times:?} within {started_at}..={finished_at}"
+    );
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
     type Step = (Option<i64>, Option<i64>, Option<i64>, String);
     let trail: Vec<Step> = trail
-        .as_array()
-        .expect("trail")
         .iter()
         .map(|a| {
             (
@@ -348,26 +437,24 @@ async fn the_permission_matrix_of_routing_actions(db: TestDb) {
             )
         })
         .collect();
-    let step = |from: Option<i64>, to: i64, by: i64, why: &str| {
-        (from, Some(to), Some(by), why.to_string())
+    let step = |from: Option<i64>, to: Option<i64>, by: i64, why: &str| {
+        (from, to, Some(by), why.to_string())
     };
-    assert_eq!(
-        trail,
-        vec![
-            step(None, owner_id, owner_id, "took the conversation"),
-            step(Some(owner_id), other_id, owner_id, "matrix"),
-            step(Some(other_id), owner_id, admin_id, "matrix"),
-            step(Some(owner_id), other_id, owner_id, "matrix"),
-            step(Some(other_id), owner_id, admin_id, "matrix"),
-        ]
-    );
-    // An administrator may take anyone's conversation: a reassignment to themselves.
-    assert_eq!(act(&srv, &admin, false, cid, "take", 9999).await, Ok(()));
-    let h = header_until(&srv, &admin, cid, "the administrator", |h| {
-        assignee(h) == Some(admin_id)
-    })
-    .await;
-    assert_eq!(h["assignee"]["name"], "Adela");
+    let (owner_, other_, admin_) = (Some(owner_id), Some(other_id), Some(admin_id));
+    let per_transport = [
+        step(owner_, admin_, admin_id, "took the conversation"),
+        step(admin_, owner_, admin_id, "matrix"),
+        step(owner_, None, owner_id, "matrix"),
+        step(None, owner_, owner_id, "took the conversation"),
+        step(owner_, None, admin_id, "matrix"),
+        step(None, owner_, owner_id, "took the conversation"),
+        step(owner_, other_, owner_id, "matrix"),
+        step(other_, owner_, admin_id, "matrix"),
+    ];
+    let mut expected = vec![step(None, owner_, owner_id, "took the conversation")];
+    expected.extend(per_transport.iter().cloned());
+    expected.extend(per_transport.iter().cloned());
+    assert_eq!(trail, expected);
     srv.stop().await;
 }
 both_backends!(permission_matrix, the_permission_matrix_of_routing_actions);
@@ -512,6 +599,7 @@ async fn distribution_respects_capacity_and_the_queue_is_first_in_first_out(db: 
     assert_eq!(places[3], vec![json!(1)]);
     assert_eq!(places[4], vec![json!(2)]);
     assert!(places[..3].iter().all(Vec::is_empty), "{places:?}");
+    assert_no_idle_capacity(&srv, &admin, "five visitors").await;
 
     // Bea closes hers: the oldest waiting conversation is hers at once, and the last one
     // moves up to first place.
@@ -533,6 +621,7 @@ async fn distribution_respects_capacity_and_the_queue_is_first_in_first_out(db: 
     .await;
     assert_eq!(place(&mut visitors[3].0).await, Value::Null);
     assert_eq!(place(&mut visitors[4].0).await, json!(1));
+    assert_no_idle_capacity(&srv, &admin, "Bea closed one").await;
 
     // Carla comes online: the last one is hers.
     let _carla_ws = srv.operator_ws(&carla).await;
@@ -542,10 +631,12 @@ async fn distribution_respects_capacity_and_the_queue_is_first_in_first_out(db: 
     .await;
     let (_, routing) = srv.get("/api/routing", Some(&admin)).await;
     assert_eq!(routing["queue"], json!([]));
+    assert_no_idle_capacity(&srv, &admin, "Carla came online").await;
 
     // Everyone is full now: a new visitor waits; raising a capacity hands it out.
     let (_v6, cid6) = visitor_with_conversation(&srv, "visitor 6").await;
     header_until(&srv, &admin, cid6, "the queue", |h| h["queued"] == true).await;
+    assert_no_idle_capacity(&srv, &admin, "a sixth visitor").await;
     srv.patch(
         &format!("/api/operators/{ana_id}"),
         Some(&admin),
@@ -553,6 +644,7 @@ async fn distribution_respects_capacity_and_the_queue_is_first_in_first_out(db: 
     )
     .await;
     header_until(&srv, &admin, cid6, "Ana", |h| assignee(h) == Some(ana_id)).await;
+    assert_no_idle_capacity(&srv, &admin, "Ana has more room").await;
     // No conversation waits while someone online has room (the administrator is away).
     let (_, routing) = srv.get("/api/routing", Some(&admin)).await;
     for op in routing["online"].as_array().expect("online") {
@@ -773,4 +865,305 @@ async fn an_inactive_conversation_closes_itself_even_across_a_restart(mut db: Te
 both_backends!(
     auto_close,
     an_inactive_conversation_closes_itself_even_across_a_restart
+);
+
+async fn conversations_opened_while_distribution_was_off_are_routed_when_it_comes_on(db: TestDb) {
+    let srv = TestServer::start_routed(&db, routed(false)).await;
+    let (admin, _) = srv.named_operator("admin@example.com", "Adela", true).await;
+    let (ana, ana_id) = srv.named_operator("ana@example.com", "Ana", false).await;
+    let (bea, bea_id) = srv.named_operator("bea@example.com", "Bea", false).await;
+    for id in [ana_id, bea_id] {
+        srv.patch(
+            &format!("/api/operators/{id}"),
+            Some(&admin),
+            json!({"capacity": 1}),
+        )
+        .await;
+    }
+    srv.patch("/api/me", Some(&admin), json!({"available": false}))
+        .await;
+    let _admin_ws = srv.operator_ws(&admin).await;
+    let _ana_ws = srv.operator_ws(&ana).await;
+    let _bea_ws = srv.operator_ws(&bea).await;
+
+    // Distribution off and no default assignee: three conversations open and nobody has
+    // them, although Ana and Bea have room.
+    let mut visitors = Vec::new();
+    for i in 0..3 {
+        visitors.push(visitor_with_conversation(&srv, &format!("visitor {i}")).await);
+    }
+    let cids: Vec<i64> = visitors.iter().map(|(_, c)| *c).collect();
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    for cid in &cids {
+        let (_, c) = srv
+            .get(&format!("/api/conversations/{cid}"), Some(&admin))
+            .await;
+        let h = &c["conversation"];
+        assert!(h["assignee"].is_null() && h["queued"] == false, "{h}");
+    }
+
+    // Switched on: they are routed in the order they arrived; the first two get the two
+    // free places, the third waits first in the queue.
+    let (status, body) = srv
+        .put(
+            "/api/settings/routing",
+            Some(&admin),
+            json!({"distribution": true, "default_assignee_id": null, "auto_close_minutes": 0}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    header_until(&srv, &admin, cids[0], "Ana", |h| {
+        assignee(h) == Some(ana_id)
+    })
+    .await;
+    header_until(&srv, &admin, cids[1], "Bea", |h| {
+        assignee(h) == Some(bea_id)
+    })
+    .await;
+    header_until(&srv, &admin, cids[2], "the queue", |h| h["queued"] == true).await;
+    assert_eq!(place(&mut visitors[2].0).await, json!(1));
+    let (_, routing) = srv.get("/api/routing", Some(&admin)).await;
+    assert_eq!(routing["queue"], json!([cids[2]]));
+    assert_no_idle_capacity(&srv, &admin, "distribution switched on").await;
+
+    // And it drains like any other: Ana closes hers, the third is hers.
+    let (status, _) = srv
+        .post(
+            &format!("/api/conversations/{}/close", cids[0]),
+            Some(&ana),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    header_until(&srv, &admin, cids[2], "Ana", |h| {
+        assignee(h) == Some(ana_id)
+    })
+    .await;
+    srv.stop().await;
+}
+both_backends!(
+    distribution_switched_on,
+    conversations_opened_while_distribution_was_off_are_routed_when_it_comes_on
+);
+
+async fn at_start_every_open_conversation_without_an_operator_waits_in_arrival_order(
+    mut db: TestDb,
+) {
+    let _ = db.scratch();
+    let srv = TestServer::start_routed(&db, routed(false)).await;
+    let (ana, ana_id) = srv.named_operator("ana@example.com", "Ana", false).await;
+    let mut cids = Vec::new();
+    for i in 0..4 {
+        cids.push(
+            visitor_with_conversation(&srv, &format!("visitor {i}"))
+                .await
+                .1,
+        );
+    }
+    // One closed and one taken: neither waits for an operator.
+    let (status, _) = srv
+        .post(
+            &format!("/api/conversations/{}/close", cids[1]),
+            Some(&ana),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    srv.take(cids[3], &ana).await;
+    srv.stop().await;
+
+    // The server comes back with distribution on: the other two wait, oldest first.
+    let srv = TestServer::start_routed(&db, routed(true)).await;
+    let (_, routing) = srv.get("/api/routing", Some(&ana)).await;
+    assert_eq!(routing["queue"], json!([cids[0], cids[2]]));
+    // Ana (room for five, one taken) comes online: both are hers.
+    let _ana_ws = srv.operator_ws(&ana).await;
+    header_until(&srv, &ana, cids[0], "Ana", |h| assignee(h) == Some(ana_id)).await;
+    header_until(&srv, &ana, cids[2], "Ana", |h| assignee(h) == Some(ana_id)).await;
+    let (_, c) = srv
+        .get(&format!("/api/conversations/{}", cids[1]), Some(&ana))
+        .await;
+    assert!(
+        c["conversation"]["assignee"].is_null(),
+        "a closed one stays as it was"
+    );
+    let (_, routing) = srv.get("/api/routing", Some(&ana)).await;
+    assert_eq!(routing["queue"], json!([]));
+    srv.stop().await;
+}
+both_backends!(
+    routed_at_start,
+    at_start_every_open_conversation_without_an_operator_waits_in_arrival_order
+);
+
+/// Asks a conversation to close for inactivity the way the sweep does, with the cutoff
+/// the sweep read the database with.
+async fn close_for_inactivity(srv: &TestServer, cid: i64, cutoff: i64) -> Value {
+    use charla::runtime::conversation::{Reply, Requester, SetStatus};
+    let rt = srv.runtime();
+    let addr = rt.conversation(cid).await.expect("conversation");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    rt.deliver(
+        &addr,
+        SetStatus {
+            by: Requester::System,
+            status: charla::model::ConversationStatus::Closed,
+            client_id: None,
+            reason: Some("inactivity"),
+            inactive_before: Some(cutoff),
+            reply: Reply::Http(tx),
+            from_session: None,
+        },
+    )
+    .expect("delivered");
+    let posted = rx.await.expect("answered").expect("accepted");
+    serde_json::to_value(posted).expect("json")
+}
+
+async fn a_message_after_the_sweep_read_the_database_keeps_the_conversation_open(db: TestDb) {
+    let srv = TestServer::start_routed(
+        &db,
+        RoutingSettings {
+            distribution: false,
+            default_assignee_id: None,
+            auto_close_minutes: 10,
+        },
+    )
+    .await;
+    let (ana, _) = srv.operator("ana@example.com", false).await;
+    let (mut v, cid) = visitor_with_conversation(&srv, "hola").await;
+    // Eleven quiet minutes: a sweep now reads the conversation as due...
+    srv.clock.advance(11 * 60_000);
+    let cutoff = srv.clock.now_ms() - 10 * 60_000;
+    // ...but the visitor writes before the sweep's request reaches the conversation, which
+    // comes a few seconds later (the sweep asks one conversation after another).
+    v.say("again", "¿sigue ahí?").await;
+    srv.clock.advance(5_000);
+    let outcome = close_for_inactivity(&srv, cid, cutoff).await;
+    assert_eq!(outcome["duplicate"], true, "nothing recorded: {outcome}");
+    let (_, c) = srv
+        .get(&format!("/api/conversations/{cid}"), Some(&ana))
+        .await;
+    assert_eq!(c["conversation"]["status"], "open");
+    assert!(!c["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .any(|m| m["body"] == "closed"));
+
+    // Ten quiet minutes after that message, it is due and closes.
+    srv.clock.advance(10 * 60_000);
+    let cutoff = srv.clock.now_ms() - 10 * 60_000;
+    let outcome = close_for_inactivity(&srv, cid, cutoff).await;
+    assert_eq!(outcome["duplicate"], false, "{outcome}");
+    header_until(&srv, &ana, cid, "closed", |h| h["status"] == "closed").await;
+    srv.stop().await;
+}
+both_backends!(
+    auto_close_race,
+    a_message_after_the_sweep_read_the_database_keeps_the_conversation_open
+);
+
+async fn a_group_without_the_chat_permission_locks_its_members_out(db: TestDb) {
+    let srv = TestServer::start_routed(&db, routed(true)).await;
+    let (admin, _) = srv.named_operator("admin@example.com", "Adela", true).await;
+    srv.patch("/api/me", Some(&admin), json!({"available": false}))
+        .await;
+    let (nora, nora_id) = srv.named_operator("nora@example.com", "Nora", false).await;
+    let (status, group) = srv
+        .post(
+            "/api/groups",
+            Some(&admin),
+            json!({"name": "Soporte", "can_chat": true}),
+        )
+        .await;
+    assert_eq!(status, 201, "{group}");
+    let group_id = group["id"].as_i64().expect("id");
+    let (status, _) = srv
+        .patch(
+            &format!("/api/operators/{nora_id}"),
+            Some(&admin),
+            json!({"groups": [group_id]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let _admin_ws = srv.operator_ws(&admin).await;
+    let mut console = srv.operator_ws(&nora).await;
+
+    // While her group may chat, Nora is given conversations and answers them.
+    let (_v1, first) = visitor_with_conversation(&srv, "uno").await;
+    header_until(&srv, &admin, first, "Nora", |h| {
+        assignee(h) == Some(nora_id)
+    })
+    .await;
+    console
+        .send(json!({"type": "message", "conversation_id": first, "client_id": "before", "body": "hola"}))
+        .await;
+    assert_eq!(console.next_of_any(&["ack", "error"]).await["type"], "ack");
+
+    // The group loses the permission.
+    let (status, g) = srv
+        .patch(
+            &format!("/api/groups/{group_id}"),
+            Some(&admin),
+            json!({"can_chat": false}),
+        )
+        .await;
+    assert_eq!((status, g["can_chat"].clone()), (200, json!(false)), "{g}");
+    // Over HTTP and a new socket...
+    for over_ws in [false, true] {
+        for action in ["reply", "note", "close"] {
+            assert_eq!(
+                act(&srv, &nora, over_ws, first, action, 1).await,
+                Err("forbidden".to_string()),
+                "{action} ws={over_ws}"
+            );
+        }
+    }
+    let (status, _) = srv.get("/api/conversations", Some(&nora)).await;
+    assert_eq!(status, 403);
+    // ...and over the console she had open, from its next frame on.
+    console
+        .send(json!({"type": "message", "conversation_id": first, "client_id": "after", "body": "¿sigo?"}))
+        .await;
+    let refused = console.next_of_any(&["ack", "error"]).await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["client_id"].as_str()),
+        (Some("forbidden"), Some("after")),
+        "{refused}"
+    );
+    // Distribution leaves her out: the next conversation waits.
+    let (_v2, second) = visitor_with_conversation(&srv, "dos").await;
+    header_until(&srv, &admin, second, "the queue", |h| h["queued"] == true).await;
+    assert_no_idle_capacity(&srv, &admin, "the group lost the permission").await;
+    let mut gone = false;
+    for _ in 0..100 {
+        let (_, routing) = srv.get("/api/routing", Some(&admin)).await;
+        let online = routing["online"].as_array().expect("online");
+        if !online.iter().any(|o| o["id"] == nora_id) {
+            gone = true;
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "her console left the live feed");
+
+    // Given back, her open console rejoins at once and takes the one waiting.
+    let (status, _) = srv
+        .patch(
+            &format!("/api/groups/{group_id}"),
+            Some(&admin),
+            json!({"can_chat": true}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    header_until(&srv, &admin, second, "Nora", |h| {
+        assignee(h) == Some(nora_id)
+    })
+    .await;
+    srv.stop().await;
+}
+both_backends!(
+    group_permission_revoked,
+    a_group_without_the_chat_permission_locks_its_members_out
 );

@@ -117,7 +117,7 @@ pub struct GroupChange {
 }
 
 /// `PATCH /api/groups/{id}` (administrators): grants or revokes the chat permission of
-/// every member at once (OC1); open consoles follow within a heartbeat.
+/// every member at once (OC1): over HTTP, over their open consoles and in distribution.
 pub async fn update_group(
     rt: web::Data<Runtime>,
     who: Authed,
@@ -132,9 +132,11 @@ pub async fn update_group(
         .store
         .call(move |s| s.set_group_can_chat(id, can_chat))
         .await?;
-    // Routing must not hand conversations to someone who just lost the permission.
+    // Their open consoles refuse the next frame, and routing hands nothing more to
+    // someone who just lost the permission.
     let operators = rt.core.store.call(|s| s.list_operators()).await?;
     for op in operators.into_iter().filter(|o| o.groups.contains(&id)) {
+        rt.core.hub.account_changed(&op);
         rt.router
             .do_send(crate::runtime::router::OperatorChanged { operator: op });
     }

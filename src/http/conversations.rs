@@ -313,6 +313,7 @@ async fn set_status(
             status,
             client_id,
             reason: None,
+            inactive_before: None,
             reply: Reply::Http(tx),
             from_session: None,
         },

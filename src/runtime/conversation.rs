@@ -1208,6 +1208,10 @@ pub struct SetStatus {
     pub client_id: Option<String>,
     /// Why, when the server closes by itself (`inactivity`).
     pub reason: Option<&'static str>,
+    /// Auto-close only: the cutoff (ms) the inactivity sweep read the database with. The
+    /// sweep reads first and asks later, one conversation after another, so a message may
+    /// land in between: a conversation with activity at or after the cutoff stays open.
+    pub inactive_before: Option<i64>,
     /// Where the outcome goes.
     pub reply: Reply,
     /// The requesting session.
@@ -1235,11 +1239,16 @@ impl Handler<SetStatus> for Conversation {
                 );
             }
         }
-        if msg.reason == Some("inactivity") {
-            // The sweep read the database a moment ago; a message since then wins.
-            let idle_ms = self.now() - self.updated_at;
-            if !self.pending.is_empty() || idle_ms < 1000 {
-                return;
+        if let Some(cutoff) = msg.inactive_before {
+            // Anything written since the sweep's cutoff, committed or on its way, wins: the
+            // conversation is not inactive any more, and nothing is recorded.
+            if !self.pending.is_empty() || self.updated_at >= cutoff {
+                let posted = Posted {
+                    conversation_id: self.id,
+                    seq: self.committed_seq,
+                    duplicate: true,
+                };
+                return msg.reply.ok(posted, msg.client_id.as_deref());
             }
         } else {
             self.last_activity = Instant::now();
@@ -1413,7 +1422,12 @@ impl Handler<QueuePosition> for Conversation {
     type Result = ();
 
     fn handle(&mut self, msg: QueuePosition, _ctx: &mut Self::Context) {
-        if msg.position.is_some() && !self.queued && self.assignee.is_none() {
+        let waiting = self.status == ConversationStatus::Open && self.assignee.is_none();
+        if msg.position.is_some() && !waiting {
+            // Taken or closed meanwhile; the router hears of it and forgets the place.
+            return;
+        }
+        if msg.position.is_some() && !self.queued {
             // Joining the queue is stored, so the order survives a restart.
             self.queued = true;
             let req = PersistRequest {

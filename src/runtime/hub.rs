@@ -7,7 +7,7 @@
 //! nothing (XB14); a console further behind, or one that talked to an earlier process, is
 //! told to reload instead.
 
-use super::{Outbound, Shutdown};
+use super::{AccountChanged, Outbound, Shutdown};
 use actix::Recipient;
 use bytestring::ByteString;
 use dashmap::DashMap;
@@ -61,6 +61,9 @@ pub struct Joined {
 pub struct Hub {
     next_id: AtomicU64,
     sessions: DashMap<u64, Recipient<Shutdown>>,
+    /// Authenticated operator sessions, on the feed or not: operator and where account
+    /// changes go.
+    accounts: DashMap<u64, (i64, Recipient<AccountChanged>)>,
     feed: Mutex<Feed>,
     /// Changes on every start, so event ids from an earlier process are never mistaken
     /// for this one's.
@@ -72,6 +75,7 @@ impl Default for Hub {
         Hub {
             next_id: AtomicU64::new(0),
             sessions: DashMap::new(),
+            accounts: DashMap::new(),
             feed: Mutex::new(Feed {
                 next_eid: 1,
                 ring: VecDeque::new(),
@@ -144,7 +148,25 @@ impl Hub {
     /// Forgets a session.
     pub fn leave(&self, id: u64) {
         self.sessions.remove(&id);
+        self.accounts.remove(&id);
         self.leave_operators(id);
+    }
+
+    /// Registers an authenticated operator session for [`Hub::account_changed`].
+    pub fn join_account(&self, id: u64, operator_id: i64, sink: Recipient<AccountChanged>) {
+        self.accounts.insert(id, (operator_id, sink));
+    }
+
+    /// Tells every session of the operator that their account changed.
+    pub fn account_changed(&self, operator: &crate::store::operators::Operator) {
+        for entry in self.accounts.iter() {
+            let (operator_id, sink) = entry.value();
+            if *operator_id == operator.id {
+                sink.do_send(AccountChanged {
+                    operator: operator.clone(),
+                });
+            }
+        }
     }
 
     /// Sends an event to the operators of `audience` but the session `except`, with an

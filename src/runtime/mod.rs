@@ -41,6 +41,16 @@ impl Outbound {
     }
 }
 
+/// An operator's account changed (groups and so the chat permission, administrator,
+/// capacity...): their open consoles judge the next frame by it at once, not a heartbeat
+/// later (OC1).
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct AccountChanged {
+    /// The operator as stored now.
+    pub operator: crate::store::operators::Operator,
+}
+
 /// Asks a session to close its socket with "going away" (server shutdown).
 #[derive(Message, Clone, Copy, Debug)]
 #[rtype(result = "()")]

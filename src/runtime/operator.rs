@@ -9,7 +9,7 @@ use super::session::{
     check_size, close_with, handle_input, Backlog, Drained, RateLimit, Undecoded, WsSession,
     CLIENT_TIMEOUT, HEARTBEAT_INTERVAL,
 };
-use super::{Outbound, Runtime, Shutdown};
+use super::{AccountChanged, Outbound, Runtime, Shutdown};
 use crate::auth;
 use crate::console;
 use crate::error::{AppError, ErrorCode};
@@ -29,10 +29,14 @@ pub struct OperatorSession {
     id: u64,
     rt: Runtime,
     /// The operator, the login's expiry, and the token's digest (re-checked on every
-    /// heartbeat, so a logout or a revoked permission takes effect on open sockets).
+    /// heartbeat, so a logout takes effect on open sockets; an account change, such as a
+    /// revoked permission, arrives at once as [`AccountChanged`]).
     operator: Option<(Operator, i64, String)>,
     /// On the live feed (and counted online by the router).
     on_feed: bool,
+    /// Bumped by every [`AccountChanged`], so a heartbeat's re-read that started before a
+    /// change cannot put the older account back.
+    account_version: u64,
     last_heard: Instant,
     limit: RateLimit,
     /// Bytes received since the last decoded frame (see `session::BoundedPayload`).
@@ -80,6 +84,7 @@ impl OperatorSession {
             rt,
             operator: None,
             on_feed: false,
+            account_version: 0,
             last_heard: Instant::now(),
             limit,
             undecoded,
@@ -437,13 +442,16 @@ impl OperatorSession {
         };
         let rt = self.rt.clone();
         let now = rt.core.clock.now_ms();
+        let version = self.account_version;
         let fut = async move {
             rt.core
                 .store
                 .call(move |s| s.operator_by_token(&digest, now))
                 .await
         };
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
+            // The account changed while this was read: what the change said stands.
+            Ok(Some(_)) if act.account_version != version => {}
             Ok(Some((op, expires_at))) => {
                 act.follow_permission(ctx, &op, None);
                 if let Some(current) = act.operator.as_mut() {
@@ -526,6 +534,10 @@ impl OperatorSession {
             Ok((op, expires_at, digest)) => {
                 // Join first, so nothing published after the replay is cut is missed.
                 act.operator = Some((op.clone(), expires_at, digest));
+                act.rt
+                    .core
+                    .hub
+                    .join_account(act.id, op.id, ctx.address().recipient());
                 let joined = act.follow_permission(ctx, &op, resume.as_ref());
                 let resumed = joined.as_ref().is_some_and(|j| j.resumed);
                 ctx.text(
@@ -558,6 +570,7 @@ fn status(
         status,
         client_id: Some(client_id),
         reason: None,
+        inactive_before: None,
         reply: Reply::Session(sink),
         from_session: Some(session),
     }
@@ -602,6 +615,22 @@ impl Handler<Outbound> for OperatorSession {
             return super::visitor::shed_slow_client(ctx);
         }
         ctx.text(msg.frame);
+    }
+}
+
+impl Handler<AccountChanged> for OperatorSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: AccountChanged, ctx: &mut Self::Context) {
+        let Some(current) = self.operator.as_mut() else {
+            return;
+        };
+        if current.0.id != msg.operator.id {
+            return;
+        }
+        current.0 = msg.operator.clone();
+        self.account_version += 1;
+        self.follow_permission(ctx, &msg.operator, None);
     }
 }
 

@@ -8,7 +8,9 @@
 //! the others in a first-in-first-out queue that drains as soon as someone frees up, tells
 //! waiting visitors their place (XB13), applies the default assignee when distribution is
 //! off (OC3), and closes conversations left inactive (OC3) from a sweep over the database,
-//! so the timer survives restarts.
+//! so the timer survives restarts. Conversations nobody was given while distribution was
+//! off are remembered in arrival order and routed as soon as it is switched on; at start
+//! every open conversation without an operator is routed, not only the queued ones.
 
 use super::conversation::{
     Conversation, Distribute, Loaded, QueuePosition, Requester, SetStatus, CLIENT_IDS_REMEMBERED,
@@ -51,15 +53,33 @@ pub struct RoutingState {
     pub loads: Vec<(i64, i64)>,
     /// The waiting queue, in order: conversation and team.
     pub queue: Vec<(i64, Option<i64>)>,
+    /// Open conversations without an operator that wait for distribution to be switched
+    /// on, in arrival order.
+    pub unrouted: Vec<(i64, Option<i64>)>,
 }
 
 impl RoutingState {
     /// Reads the state from the store.
+    ///
+    /// With distribution on, every open conversation nobody has waits in the queue in
+    /// arrival order (a restart is when distribution "comes on" for this process); with it
+    /// off, the queued ones keep their places and the others wait for it to come on.
     pub fn load(store: &crate::store::Store) -> Result<RoutingState, AppError> {
+        let settings = store.routing_settings()?;
+        let mut queue = Vec::new();
+        let mut unrouted = Vec::new();
+        for (id, team, queued) in store.unassigned_open_conversations()? {
+            if queued || settings.distribution {
+                queue.push((id, team));
+            } else {
+                unrouted.push((id, team));
+            }
+        }
         Ok(RoutingState {
-            settings: store.routing_settings()?,
             loads: store.open_loads()?,
-            queue: store.waiting_queue()?,
+            settings,
+            queue,
+            unrouted,
         })
     }
 }
@@ -102,6 +122,9 @@ pub struct Router {
     /// Distributions sent but not answered yet, counted against capacity.
     in_flight: HashMap<i64, i64>,
     queue: VecDeque<(i64, Option<i64>)>,
+    /// Open conversations nobody was given because distribution was off and there is no
+    /// default assignee, in arrival order: routed when distribution comes on (OC4).
+    unrouted: VecDeque<(i64, Option<i64>)>,
     assignments_made: u64,
 }
 
@@ -118,6 +141,7 @@ impl Router {
             load: state.loads.into_iter().collect(),
             in_flight: HashMap::new(),
             queue: state.queue.into_iter().collect(),
+            unrouted: state.unrouted.into_iter().collect(),
             assignments_made: 0,
         }
     }
@@ -169,19 +193,34 @@ impl Router {
 
     /// Routes a conversation that needs an operator: to someone now, or to the queue.
     fn route(&mut self, ctx: &mut Context<Self>, id: i64, team: Option<i64>) {
+        if self.place(ctx, id, team) {
+            self.tell_positions();
+        }
+    }
+
+    /// [`Router::route`] without telling the queue its places; `true` when the
+    /// conversation joined the queue (the caller tells the places once for many).
+    fn place(&mut self, ctx: &mut Context<Self>, id: i64, team: Option<i64>) -> bool {
         if !self.settings.distribution {
-            if let Some(default) = self.settings.default_assignee_id {
-                self.give(ctx, id, team, default, "default assignee");
+            match self.settings.default_assignee_id {
+                Some(default) => self.give(ctx, id, team, default, "default assignee"),
+                None => {
+                    if !self.unrouted.iter().any(|(u, _)| *u == id) {
+                        self.unrouted.push_back((id, team));
+                    }
+                }
             }
-            return;
+            return false;
         }
         match self.pick(team) {
-            Some(op) => self.give(ctx, id, team, op, "distribution"),
+            Some(op) => {
+                self.give(ctx, id, team, op, "distribution");
+                false
+            }
+            None if self.queue.iter().any(|(q, _)| *q == id) => false,
             None => {
-                if !self.queue.iter().any(|(q, _)| *q == id) {
-                    self.queue.push_back((id, team));
-                }
-                self.tell_positions();
+                self.queue.push_back((id, team));
+                true
             }
         }
     }
@@ -300,7 +339,11 @@ impl Router {
         }
     }
 
+    /// A conversation got an operator or closed: it waits no more.
     fn forget_queued(&mut self, id: i64) {
+        if let Some(pos) = self.unrouted.iter().position(|(u, _)| *u == id) {
+            self.unrouted.remove(pos);
+        }
         if let Some(pos) = self.queue.iter().position(|(q, _)| *q == id) {
             self.queue.remove(pos);
             self.tell_positions();
@@ -335,6 +378,7 @@ impl Router {
                     status: ConversationStatus::Closed,
                     client_id: None,
                     reason: Some("inactivity"),
+                    inactive_before: Some(before),
                     reply: super::conversation::Reply::None,
                     from_session: None,
                 });
@@ -683,8 +727,21 @@ impl Handler<SettingsChanged> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: SettingsChanged, ctx: &mut Self::Context) {
+        let switched_on = msg.settings.distribution && !self.settings.distribution;
         self.settings = msg.settings;
+        // Those already waiting go first; then, in arrival order, the conversations opened
+        // while distribution was off, which would otherwise stay unassigned however much
+        // room the operators have.
         self.drain(ctx);
+        if switched_on {
+            let mut queued = false;
+            for (id, team) in std::mem::take(&mut self.unrouted) {
+                queued |= self.place(ctx, id, team);
+            }
+            if queued {
+                self.tell_positions();
+            }
+        }
     }
 }
 

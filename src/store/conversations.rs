@@ -1,6 +1,6 @@
 //! Conversations: creation, lookup, the operator's list with its filters and search
 //! (OC7, OC9, OC11, OC13), internal chats (OC21), and what the router reloads at start
-//! (operator loads, the waiting queue, conversations due to close).
+//! (operator loads, the conversations waiting for an operator, conversations due to close).
 
 use super::schema::{
     assignments, contacts, conversation_members, conversations, drafts, messages, operators,
@@ -499,17 +499,31 @@ impl Store {
         })
     }
 
-    /// The waiting queue in arrival order: conversation id and team.
-    pub fn waiting_queue(&self) -> StoreResult<Vec<(i64, Option<i64>)>> {
-        db_run!(self, |conn| {
-            Ok(conversations::table
-                .filter(conversations::queued_at.is_not_null())
-                .filter(conversations::status.eq("open"))
-                .filter(conversations::assignee_id.is_null())
-                .order((conversations::queued_at.asc(), conversations::id.asc()))
-                .select((conversations::id, conversations::team_id))
-                .load(conn)?)
-        })
+    /// Open visitor conversations nobody is responsible for, in arrival order (when they
+    /// joined the queue, else when they were opened): conversation id, team, and whether
+    /// it is in the waiting queue. Routing starts from them: with distribution on, they all
+    /// wait for an operator, not only the ones that were queued (OC4, XB13).
+    pub fn unassigned_open_conversations(&self) -> StoreResult<Vec<(i64, Option<i64>, bool)>> {
+        let mut rows: Vec<(i64, Option<i64>, Option<i64>, i64)> = db_run!(self, |conn| {
+            Ok::<_, StoreError>(
+                conversations::table
+                    .filter(conversations::kind.eq("visitor"))
+                    .filter(conversations::status.eq("open"))
+                    .filter(conversations::assignee_id.is_null())
+                    .select((
+                        conversations::id,
+                        conversations::team_id,
+                        conversations::queued_at,
+                        conversations::created_at,
+                    ))
+                    .load(conn)?,
+            )
+        })?;
+        rows.sort_by_key(|(id, _, queued_at, created_at)| (queued_at.unwrap_or(*created_at), *id));
+        Ok(rows
+            .into_iter()
+            .map(|(id, team, queued_at, _)| (id, team, queued_at.is_some()))
+            .collect())
     }
 
     /// Open visitor conversations with no message since `before` (ms), oldest first: the

@@ -60,14 +60,14 @@ export async function request(method, path, body, options = {}) {
   }
 }
 
-async function requestOnce(method, path, body, { auth = true } = {}) {
+async function requestOnce(method, path, body, { auth = true, keepalive = false } = {}) {
   const headers = { accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   const token = getToken();
   if (auth && token) headers.authorization = `Bearer ${token}`;
   let res;
   try {
-    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    res = await fetch(path, { method, headers, keepalive, body: body === undefined ? undefined : JSON.stringify(body) });
   } catch (e) {
     throw new ApiError(0, 'network', e.message || 'network error');
   }
@@ -162,6 +162,9 @@ export const api = {
   take: (id, clientId) => request('POST', `/api/conversations/${enc(id)}/take`, { client_id: clientId }),
   close: (id, clientId) => request('POST', `/api/conversations/${enc(id)}/close`, { client_id: clientId }),
   reopen: (id, clientId) => request('POST', `/api/conversations/${enc(id)}/reopen`, { client_id: clientId }),
+  // Kept alive so a draft saved as the page goes away still reaches the server (XB3).
+  saveDraft: (id, body, replyTo) =>
+    request('PUT', `/api/conversations/${enc(id)}/draft`, { body, reply_to: body ? replyTo || null : null }, { keepalive: true }),
   saveContact: (id, name) => request('POST', `/api/conversations/${enc(id)}/contact`, { name }),
   linkContact: (id, contactId) => request('POST', `/api/conversations/${enc(id)}/contact`, { contact_id: contactId }),
   contacts: (q) => request('GET', `/api/contacts${query({ q })}`),

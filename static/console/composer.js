@@ -1,11 +1,13 @@
 // The composer of the open conversation: replies and internal notes with @mentions (XB15),
 // quoting a message (OC10), the typing indicator (XB5), and drafts kept on the server per
 // operator and conversation (XB3): saved through the websocket `draft` frame while typing
-// (debounced), on blur and when switching; restored on open; followed from my other consoles.
+// (debounced), on blur and when switching, over HTTP while the feed is down; restored on open;
+// followed from my other consoles. A reply's text stays my draft on the server until the reply
+// is durable (the server deletes it then), so a reload before that shows it again.
 
 import { api } from './api.js';
 import { state, on, isInternal, mayReply, authorName, applyDraft, operatorName } from './model.js';
-import { sendMessage } from './outbox.js';
+import { sendMessage, pendingFor } from './outbox.js';
 import { t } from './strings.js';
 import { el, icon, debounce, snippet, replaceChildren, newClientId } from './util.js';
 import { sendFrame } from './feed.js';
@@ -38,10 +40,17 @@ const drafts = new Map();
 const serverDrafts = new Map();
 /** Draft frames that found no socket, sent on reconnect. */
 const unsent = new Map();
+/** Saves over HTTP running, by conversation, with the newest draft waiting its turn. */
+const httpSaves = new Map();
+/** Bodies this page stored over HTTP, oldest first, by conversation: their `draft` frames
+ * (replayed when the feed comes back) are my own echo. */
+const echoes = new Map();
+/** Most echoes remembered per conversation. */
+const MAX_ECHOES = 50;
 
 const typing = { id: null, on: false, lastOn: 0, timer: null };
 
-/** This console's last send, whose commit empties my draft on the server (and says so). */
+/** This console's last reply, whose commit empties my draft on the server (and says so). */
 const lastSent = { id: null, at: 0 };
 /** How long an emptied draft counts as the echo of this console's own send. */
 const OWN_SEND_ECHO_MS = 10_000;
@@ -49,8 +58,47 @@ const OWN_SEND_ECHO_MS = 10_000;
 function sendDraft(id, body, replyTo) {
   const frame = { type: 'draft', conversation_id: id, body, reply_to: body ? replyTo || null : null };
   serverDrafts.set(id, body);
-  if (sendFrame(frame)) unsent.delete(id);
-  else unsent.set(id, frame);
+  if (sendFrame(frame)) {
+    unsent.delete(id);
+    return;
+  }
+  unsent.set(id, frame);
+  saveOverHttp(frame);
+}
+
+/**
+ * Without the live feed a draft goes over HTTP (PUT /api/conversations/{id}/draft), so what is
+ * typed while the socket is down is on the server should the page be reloaded. Not while the
+ * browser says it is offline: the request could only fail. One save at a time per
+ * conversation, the newest next; one that fails stays in `unsent` for the feed's return.
+ */
+function saveOverHttp(frame) {
+  if (navigator.onLine === false) return;
+  const id = frame.conversation_id;
+  const running = httpSaves.get(id);
+  if (running) {
+    running.next = frame;
+    return;
+  }
+  const slot = { next: null };
+  httpSaves.set(id, slot);
+  (async () => {
+    let current = frame;
+    while (current) {
+      try {
+        await api.saveDraft(id, current.body, current.reply_to);
+        const mine = echoes.get(id) || [];
+        mine.push(current.body);
+        echoes.set(id, mine.slice(-MAX_ECHOES));
+        if (unsent.get(id) === current) unsent.delete(id);
+      } catch {
+        // Kept in `unsent` (unless a newer draft replaced it): the feed sends it when back.
+      }
+      current = slot.next;
+      slot.next = null;
+    }
+    httpSaves.delete(id);
+  })();
 }
 
 const saveDraft = debounce(sendDraft, DRAFT_DEBOUNCE_MS);
@@ -74,6 +122,7 @@ export function resendDrafts() {
 /** After a reload the server is the truth again for conversations not being edited here. */
 export function forgetDrafts() {
   for (const id of [...drafts.keys()]) if (id !== compose.id) drafts.delete(id);
+  echoes.clear();
 }
 
 function typingOn() {
@@ -147,6 +196,10 @@ export function initComposer({ message }) {
   on('changed', ({ id, header }) => {
     if (id === compose.id && header) renderComposer();
   });
+  // The draft-emptying echo of my last reply comes when it is durable, however late that is.
+  on('outbox', ({ item, committed }) => {
+    if (committed && item.kind === 'text' && item.conversation_id === lastSent.id) lastSent.at = Date.now();
+  });
 }
 
 /** Opens the composer on a conversation, with the draft this page knows for it. */
@@ -165,14 +218,18 @@ export function composeFor(id) {
 
 /** My draft as GET /api/conversations/{id} gave it: restored unless I typed here already. */
 export function restoreDraft(id, serverDraft) {
-  if (!unsent.has(id)) serverDrafts.set(id, serverDraft ? serverDraft.body : '');
+  // The text of a reply still in this page's outbox is no draft: it is on its way (or shown
+  // as failed, with Retry), and its commit deletes it.
+  const sending = serverDraft && pendingFor(id).some((i) => i.kind === 'text' && i.body === serverDraft.body);
+  const draft = sending ? null : serverDraft;
+  if (!unsent.has(id)) serverDrafts.set(id, draft ? draft.body : '');
   if (id !== compose.id || drafts.has(id)) return;
   const input = $('composer-input');
-  if (!serverDraft || input.value) return;
-  input.value = serverDraft.body;
-  compose.replyTo = serverDraft.reply_to || null;
-  drafts.set(id, { body: serverDraft.body, reply_to: compose.replyTo });
-  applyDraft(id, serverDraft.body);
+  if (!draft || input.value) return;
+  input.value = draft.body;
+  compose.replyTo = draft.reply_to || null;
+  drafts.set(id, { body: draft.body, reply_to: compose.replyTo });
+  applyDraft(id, draft.body);
   renderComposer();
 }
 
@@ -191,6 +248,15 @@ export function leaveComposer() {
 export function handleDraftFrame(f) {
   const body = f.body || '';
   const id = f.conversation_id;
+  const mine = echoes.get(id);
+  const echo = mine ? mine.indexOf(body) : -1;
+  if (echo >= 0) {
+    // What this page itself stored over HTTP, replayed when the feed came back: an older
+    // one must not take the composer back to it.
+    mine.splice(0, echo + 1);
+    if (!mine.length) echoes.delete(id);
+    return;
+  }
   const input = $('composer-input');
   // Unsaved typing here: the composer holds text the server has not been given yet.
   const unsaved = id === compose.id && (saveDraft.pending() || input.value !== (serverDrafts.get(id) ?? ''));
@@ -278,18 +344,29 @@ function submit() {
   const mentions = note
     ? [...compose.mentions].filter(([name]) => body.includes(`@${name}`)).map(([, id]) => id).slice(0, 20)
     : [];
+  saveDraft.cancel();
+  if (!note) {
+    // Until the reply is durable its text stays my draft on the server, which deletes it at
+    // the commit: a reload before that (the socket down, the reply refused) shows it again.
+    // Saved before the reply, on the socket or over HTTP; never resent after it on reconnect,
+    // where it would outlive the reply.
+    if ((serverDrafts.get(c.id) ?? '') !== body) sendDraft(c.id, body, compose.replyTo);
+    unsent.delete(c.id);
+    lastSent.id = c.id;
+    lastSent.at = Date.now();
+  }
   sendMessage({ conversation_id: c.id, body, kind: note ? 'note' : 'text', reply_to: compose.replyTo, mentions });
-  lastSent.id = c.id;
-  lastSent.at = Date.now();
   input.value = '';
   compose.replyTo = null;
   compose.mentions.clear();
   closeMentions();
-  saveDraft.cancel();
   drafts.delete(c.id);
   applyDraft(c.id, '', true);
-  // A reply deletes the draft on the server once durable; a note does not: delete it now.
-  sendDraft(c.id, '', null);
+  // A note does not spend the draft on the server: delete it now. After a reply the server
+  // holds its text until the commit; this page wants nothing kept after it, so leaving or a
+  // blur sends nothing that would delete the text before then.
+  if (note) sendDraft(c.id, '', null);
+  else serverDrafts.set(c.id, '');
   typingOff();
   renderReplyPreview();
   input.focus();

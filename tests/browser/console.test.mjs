@@ -649,6 +649,120 @@ for (const backend of tested) {
       await closePages();
     });
 
+    test('a reply written while the live feed is down stays my draft until it is sent: a reload shows it again', { timeout: TIMEOUT }, async () => {
+      const olivia = await createOperator(server, admin.token, 'Olivia Ortega');
+      const question = '¿Me pueden corregir la factura?';
+      const { id } = await visitorSays(host, question);
+      const page = await consoleOf(olivia, { hash: `#/c/${id}` });
+      await waitText(page, '#messages .msg-body', question);
+      const serverDraft = async () => (await http(server, olivia.token, 'GET', `/api/conversations/${id}/draft`))?.body ?? null;
+
+      // The operator socket is blocked (say, by a proxy) while plain HTTP still works: new
+      // sockets open but never get an answer.
+      let blocked = true;
+      let held = null;
+      let live = null;
+      const fromServer = [];
+      await page.routeWebSocket(/\/ws\/operator$/, (ws) => {
+        if (blocked) {
+          held = ws;
+          return;
+        }
+        live = ws;
+        ws.connectToServer().onMessage((frame) => {
+          fromServer.push(JSON.parse(frame));
+          ws.send(frame);
+        });
+      });
+      await page.evaluate(() => window.__sockets.at(-1).close());
+      await page.waitForSelector('#conn[data-state=reconnecting]');
+
+      // What I type is saved over HTTP; the reply waits in the outbox, its text stays my draft.
+      const reply = 'Claro, hoy mismo le envío la factura corregida';
+      await page.type('#composer-input', reply);
+      await waitFor(async () => (await serverDraft()) === reply);
+      await page.press('#composer-input', 'Enter');
+      await waitStatus(page, reply, 'queued');
+      assert.equal(await page.inputValue('#composer-input'), '');
+      await page.click('#search');
+      await page.waitForTimeout(600);
+      assert.equal(await serverDraft(), reply, 'neither the send nor the blur deleted it');
+
+      // Reloaded with the feed still down: the queued reply was only in the page, its text is
+      // back in the composer.
+      await page.reload();
+      await page.waitForFunction((d) => document.querySelector('#composer-input').value === d, reply);
+      assert.equal(await countMessages(page, reply), 0);
+
+      // The feed is back: sent once, and the draft is spent.
+      blocked = false;
+      await held.close();
+      await page.waitForSelector('#conn[data-state=connected]');
+      await page.focus('#composer-input');
+      await page.press('#composer-input', 'Enter');
+      await waitCommitted(page, reply);
+      await waitFor(async () => (await serverDraft()) === null);
+      assert.equal(await page.inputValue('#composer-input'), '');
+      assert.equal(await countMessages(page, reply), 1);
+
+      // Blocked again, without a reload: the drafts saved over HTTP come back as frames when
+      // the feed resumes, and are not taken for new text once the reply is sent.
+      blocked = true;
+      await live.close();
+      await page.waitForSelector('#conn[data-state=reconnecting]');
+      const second = 'Ya está enviada, revise su correo';
+      await page.type('#composer-input', second);
+      await waitFor(async () => (await serverDraft()) === second);
+      await page.press('#composer-input', 'Enter');
+      await waitStatus(page, second, 'queued');
+      blocked = false;
+      await held.close();
+      await page.waitForSelector('#conn[data-state=connected]');
+      await waitCommitted(page, second);
+      assert.equal(fromServer.filter((f) => f.type === 'ready').at(-1).resumed, true);
+      assert.ok(fromServer.some((f) => f.type === 'draft' && f.body === second), 'the saved draft came back as a frame');
+      await waitFor(async () => (await serverDraft()) === null);
+      await page.waitForTimeout(600);
+      assert.equal(await page.inputValue('#composer-input'), '');
+      assert.equal(await serverDraft(), null);
+      assert.equal(await countMessages(page, second), 1);
+      assert.deepEqual(page.errors, []);
+      await closePages();
+    });
+
+    test('a message written by the server itself (a bot) names "Bot" as its author', { timeout: TIMEOUT }, async () => {
+      const pablo = await createOperator(server, admin.token, 'Pablo Prieto');
+      const { id, seq } = await visitorSays(host, 'Hola, ¿hay alguien?');
+      const page = await consoleOf(pablo, { hash: `#/c/${id}` });
+      await waitText(page, '#messages .msg-body', 'Hola, ¿hay alguien?');
+      // The server writes no text of its own yet (its `assigned` and `closed` are events), so
+      // the frame a bot's message would be is handed to the console on its own socket.
+      let feed = null;
+      await page.routeWebSocket(/\/ws\/operator$/, (ws) => {
+        feed = ws;
+        ws.connectToServer();
+      });
+      await page.evaluate(() => window.__sockets.at(-1).close());
+      await page.waitForFunction(() => window.__readies.length === 2);
+      await page.waitForSelector('#conn[data-state=connected]');
+      const body = 'Gracias por escribirnos: enseguida le atiende una persona.';
+      const botSeq = seq + 1;
+      feed.send(JSON.stringify({
+        type: 'message', conversation_id: id, seq: botSeq, kind: 'text', author: { kind: 'system' }, body, created_at: Date.now(),
+      }));
+      const bot = `#messages li[data-seq="${botSeq}"]`;
+      await page.waitForSelector(`${bot}.msg-system`);
+      assert.equal(await page.textContent(`${bot} .author`), 'Bot');
+      assert.equal(await page.textContent(`${bot} .msg-body`), body);
+      assert.equal(await page.textContent(`#messages li[data-seq="${seq}"] .author`), 'Visitor');
+      // Quoted, it is the bot's too (OC10).
+      await page.click(`${bot} .msg-menu-button`);
+      await page.click('[role=menuitem][data-action=reply]');
+      await waitText(page, '#reply-preview', 'Replying to Bot');
+      assert.deepEqual(page.errors, []);
+      await closePages();
+    });
+
     test('filters and search: channel, customers, mine, assignee, status; search marks the terms and opens at the hit', { timeout: TIMEOUT }, async () => {
       const fede = await createOperator(server, admin.token, 'Fede Fuentes');
       const shopName = `shop${backend}`;

@@ -227,18 +227,7 @@ async fn serve_without_configuration_creates_its_sqlite_database_in_wal_mode() {
         .stderr(Stdio::null())
         .spawn()
         .expect("starts");
-    let mut healthy = false;
-    for _ in 0..300 {
-        let res = awc::Client::new()
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await;
-        if res.is_ok_and(|r| r.status().is_success()) {
-            healthy = true;
-            break;
-        }
-        actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let healthy = common::healthy_within_30s(port).await;
     let db = dir.path().join("charla.db");
     let wal = dir.path().join("charla.db-wal");
     let (db_exists, wal_exists) = (db.exists(), wal.exists());

@@ -97,17 +97,10 @@ fn spawn_binary_with(
 }
 
 async fn wait_healthy(port: u16) {
-    for _ in 0..300 {
-        let res = awc::Client::new()
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await;
-        if res.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the server did not become healthy");
+    assert!(
+        common::healthy_within_30s(port).await,
+        "the server did not become healthy"
+    );
 }
 
 const VISITORS: usize = 6;

@@ -264,6 +264,22 @@ macro_rules! live_contact {
     }};
 }
 
+/// The contact a visitor is now (following merges), if the visitor has one.
+macro_rules! visitor_contact {
+    ($conn:expr, $visitor_id:expr) => {{
+        let contact: Option<i64> = visitors::table
+            .find($visitor_id)
+            .select(visitors::contact_id)
+            .first::<Option<i64>>($conn)
+            .optional()?
+            .flatten();
+        match contact {
+            Some(id) => Some(live_contact!($conn, id)),
+            None => None,
+        }
+    }};
+}
+
 /// Suggests merging `$contact` with every other contact that holds `$claim`'s identifier,
 /// unless the pair was suggested (and perhaps decided) before; evaluates to the new
 /// suggestions' ids. A typed claim never links; this is what it does instead (XB11).
@@ -1120,16 +1136,9 @@ impl Store {
             return Ok(Vec::new());
         }
         db_run!(self, |conn| {
-            let contact: Option<i64> = visitors::table
-                .find(visitor_id)
-                .select(visitors::contact_id)
-                .first::<Option<i64>>(conn)
-                .optional()?
-                .flatten();
-            let Some(contact) = contact else {
+            let Some(contact) = visitor_contact!(conn, visitor_id) else {
                 return Ok(fields.to_vec());
             };
-            let contact = live_contact!(conn, contact);
             let name: String = contacts::table
                 .find(contact)
                 .select(contacts::name)
@@ -1161,16 +1170,9 @@ impl Store {
     /// The verified site user ids (`<channel id>:<user id>`) of a visitor's contact.
     pub fn visitor_external_ids(&self, visitor_id: i64) -> StoreResult<Vec<String>> {
         db_run!(self, |conn| {
-            let contact: Option<i64> = visitors::table
-                .find(visitor_id)
-                .select(visitors::contact_id)
-                .first::<Option<i64>>(conn)
-                .optional()?
-                .flatten();
-            let Some(contact) = contact else {
+            let Some(contact) = visitor_contact!(conn, visitor_id) else {
                 return Ok(Vec::new());
             };
-            let contact = live_contact!(conn, contact);
             Ok(contact_identifiers::table
                 .filter(contact_identifiers::contact_id.eq(contact))
                 .filter(contact_identifiers::kind.eq(IdKind::ExternalId.as_str()))

@@ -663,3 +663,18 @@ impl Drop for SmtpSink {
         }
     }
 }
+
+/// Waits up to 30 s for a server on `port` (a spawned binary) to answer `/healthz`.
+pub async fn healthy_within_30s(port: u16) -> bool {
+    for _ in 0..300 {
+        let res = awc::Client::new()
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await;
+        if res.is_ok_and(|r| r.status().is_success()) {
+            return true;
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}

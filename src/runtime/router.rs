@@ -31,6 +31,8 @@ const TAIL_LOADED: i64 = 64;
 const INACTIVITY_SWEEP: Duration = Duration::from_secs(30);
 /// Most conversations one sweep closes (the next sweep takes the rest).
 const SWEEP_BATCH: i64 = 500;
+/// How long the queue waits before handing out again after a retryable failure.
+const DISTRIBUTION_RETRY: Duration = Duration::from_secs(1);
 
 /// What the router knows about an operator with a console open.
 #[derive(Debug, Clone)]
@@ -287,13 +289,22 @@ impl Router {
                     // Someone took it, or it closed, meanwhile: nothing to do.
                 }
                 Err(e) => {
+                    // A conversation restarting or a database that is down comes back: its
+                    // place is kept and the queue is tried again a moment later (at once
+                    // would spin on the same failure). One that no longer exists leaves.
+                    let retry = matches!(e.code, ErrorCode::Busy | ErrorCode::StorageUnavailable);
                     tracing::warn!(
                         conversation_id = id,
                         code = e.code.as_str(),
-                        "distribution failed; back to the queue"
+                        retry,
+                        "distribution failed"
                     );
-                    if distributing && !act.queue.iter().any(|(q, _)| *q == id) {
-                        act.queue.push_front((id, team));
+                    if retry {
+                        if distributing && !act.queue.iter().any(|(q, _)| *q == id) {
+                            act.queue.push_front((id, team));
+                        }
+                        ctx.run_later(DISTRIBUTION_RETRY, |act, ctx| act.drain(ctx));
+                        return;
                     }
                 }
             }

@@ -85,7 +85,7 @@ impl Fixture {
             .unwrap_or_else(|e| panic!("{label}: cannot open the database: {e}"));
         store
             .spawn_checkpointer(
-                std::time::Duration::from_millis(500),
+                charla::app::CHECKPOINT_EVERY,
                 std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
             )
             .unwrap_or_else(|e| panic!("{label}: cannot start the checkpointer: {e}"));

@@ -30,8 +30,12 @@ pub struct Server {
     stop_background: Arc<AtomicBool>,
 }
 
-/// How often the server checkpoints SQLite's write-ahead log (off the commit path).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// How often the server checkpoints SQLite's write-ahead log (off the commit path). Often
+/// enough that under full load the log stays a few MiB that the page cache holds, and its
+/// restart (see `Store::spawn_checkpointer`) copies little: the persistence bench commits
+/// about 195k messages/s with 100 ms against 150k with 500 ms (docs/BENCHMARKS.md). A round
+/// with nothing to copy costs a few system calls.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// How often new messages go into SQLite's full-text index (off the commit path; a search
 /// indexes what is left first).
 const INDEX_EVERY: Duration = Duration::from_millis(250);

@@ -204,8 +204,30 @@ fn view(row: MessageRow) -> MessageView {
     }
 }
 
-/// Rows per SQLite INSERT: under its 32,766 bound variables at 9 columns a row.
-const SQLITE_ROWS_PER_INSERT: usize = 1000;
+/// Conversations per SQLite UPDATE of `last_seq`: 3 bound variables each, far under
+/// SQLite's 32,766.
+const SQLITE_TOUCHED_PER_UPDATE: usize = 1000;
+
+/// Inserts the first `N` messages of `rest` with one INSERT and moves `rest` past them;
+/// false if any was already stored. A fixed number of rows gives the statement a type of
+/// its own, so diesel prepares it once per connection and reuses it: a batch of 1024
+/// messages is four executions of one cached statement instead of parsing a statement of
+/// 9,000 variables on every commit.
+fn insert_sqlite<const N: usize>(
+    conn: &mut SqliteConnection,
+    rest: &mut &[&NewMessage],
+) -> StoreResult<bool> {
+    let (head, tail) = rest.split_at(N.min(rest.len()));
+    let rows: [&NewMessage; N] = head
+        .try_into()
+        .map_err(|_| StoreError::Query(format!("{} messages where {N} were due", head.len())))?;
+    let inserted = diesel::insert_into(messages::table)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    *rest = tail;
+    Ok(inserted == N)
+}
 
 /// A batch sorted by kind of write, ready to apply.
 struct BatchPlan<'a> {
@@ -430,26 +452,34 @@ fn commit_sqlite(conn: &mut SqliteConnection, plan: &BatchPlan<'_>) -> StoreResu
             ))
             .execute(conn)?;
     }
-    for chunk in plan.messages.chunks(SQLITE_ROWS_PER_INSERT) {
-        let inserted = diesel::insert_into(messages::table)
-            .values(chunk.to_vec())
-            .on_conflict_do_nothing()
-            .execute(conn)?;
-        if inserted < chunk.len() {
+    let mut rest = plan.messages.as_slice();
+    while !rest.is_empty() {
+        let inserted = match rest.len() {
+            n if n >= 256 => insert_sqlite::<256>(conn, &mut rest)?,
+            n if n >= 32 => insert_sqlite::<32>(conn, &mut rest)?,
+            n if n >= 4 => insert_sqlite::<4>(conn, &mut rest)?,
+            _ => insert_sqlite::<1>(conn, &mut rest)?,
+        };
+        if !inserted {
             return Err(duplicate_client_id());
         }
     }
-    for (id, seq, at) in &plan.touched {
-        diesel::update(
-            conversations::table
-                .filter(conversations::id.eq(id))
-                .filter(conversations::last_seq.lt(seq)),
-        )
-        .set((
-            conversations::last_seq.eq(seq),
-            conversations::updated_at.eq(at),
+    for chunk in plan.touched.chunks(SQLITE_TOUCHED_PER_UPDATE) {
+        // SQLite names the columns of a VALUES list column1, column2...
+        let rows = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+        let mut update = diesel::sql_query(format!(
+            "UPDATE conversations SET last_seq = u.column2, updated_at = u.column3 \
+             FROM (VALUES {rows}) AS u \
+             WHERE conversations.id = u.column1 AND conversations.last_seq < u.column2"
         ))
-        .execute(conn)?;
+        .into_boxed::<diesel::sqlite::Sqlite>();
+        for (id, seq, at) in chunk {
+            update = update
+                .bind::<diesel::sql_types::BigInt, _>(*id)
+                .bind::<diesel::sql_types::BigInt, _>(*seq)
+                .bind::<diesel::sql_types::BigInt, _>(*at);
+        }
+        update.execute(conn)?;
     }
     for (kind, marks) in plan.marks.iter().enumerate() {
         for (id, seq) in marks {
@@ -546,7 +576,9 @@ impl Store {
         match &self.pool {
             Pool::Sqlite(pool) => {
                 let mut conn = pool.get()?;
-                conn.immediate_transaction(|c| commit_sqlite(c, &plan))
+                conn.immediate_transaction(|c| commit_sqlite(c, &plan))?;
+                self.restart_wal_if_asked(&mut conn);
+                Ok(())
             }
             Pool::Postgres(pool) => {
                 let mut conn = pool.get()?;

@@ -20,6 +20,9 @@
 //!
 //! `CHARLA_BENCH_CONVERSATIONS=<n>` spreads the messages over `n` conversations instead of
 //! 64, to see how the spread of a batch changes its cost (docs/BENCHMARKS.md).
+//! `CHARLA_BENCH_CLIENT_IDS=random` gives the messages random client ids instead of the
+//! time-first ids the widget and the console send, to see what a client of its own that
+//! sends random ids costs.
 //!
 //! Building the messages is not timed; every iteration uses fresh sequence numbers and
 //! client ids (a write silently ignored as a duplicate would flatter the figures), and each
@@ -62,6 +65,36 @@ fn conversation_count() -> usize {
         }
         Err(_) => CONVERSATIONS,
     }
+}
+
+/// How the bench's client ids look: as the widget and the console make them (the default:
+/// `w-`, the time in 9 base-36 digits of milliseconds, 16 random hex digits), or with
+/// `CHARLA_BENCH_CLIENT_IDS=random`, 24 random hex digits as a client of its own might send.
+fn random_client_ids() -> bool {
+    match std::env::var("CHARLA_BENCH_CLIENT_IDS").as_deref() {
+        Ok("random") => true,
+        Ok("widget") | Err(_) => false,
+        Ok(other) => panic!("CHARLA_BENCH_CLIENT_IDS={other:?}: use widget or random"),
+    }
+}
+
+/// A fresh client id (see [`random_client_ids`]) sent `at` ms after [`NOW_MS`]. The bench
+/// passes a message's sequence number, so a batch of 1024 messages over 64 conversations
+/// spans 16 ms with 64 messages in each, in random order within it: what a server taking
+/// some 64,000 messages a second sees.
+fn client_id(at: i64) -> String {
+    if random_client_ids() {
+        return format!("{:024x}", rand::random::<u128>() >> 32);
+    }
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut ms = (NOW_MS + at) as u64;
+    let mut time = [b'0'; 9];
+    for digit in time.iter_mut().rev() {
+        *digit = DIGITS[(ms % 36) as usize];
+        ms /= 36;
+    }
+    let time = std::str::from_utf8(&time).expect("ascii digits");
+    format!("w-{time}{:016x}", rand::random::<u64>())
 }
 
 /// A migrated store with conversations to write into, and the counters that keep every
@@ -128,7 +161,7 @@ impl Fixture {
                 kind: "text",
                 author_kind: "visitor",
                 author_id: visitor_id,
-                client_id: Some(format!("bench-{conversation_id}-{seq}")),
+                client_id: Some(client_id(seq)),
                 body: format!(
                     "Hello, I have a question about my order number {seq}, can someone help?"
                 ),

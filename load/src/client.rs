@@ -270,6 +270,24 @@ pub async fn login(ep: &Endpoint, email: &str, password: &str) -> Result<String,
         .ok_or_else(|| "the login answer has no token".to_string())
 }
 
+/// A fresh `client_id` as the widget (`w-`) and the console (`o-`) make them: the prefix,
+/// the time as 9 base-36 digits of milliseconds, then 16 random hex digits. The server's
+/// client-id index is ordered by client id, so ids that start with the time are added at its
+/// end; the harness sends what real clients send, so its figures are theirs.
+pub fn client_id(prefix: &str) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut time = [b'0'; 9];
+    for digit in time.iter_mut().rev() {
+        *digit = DIGITS[(ms % 36) as usize];
+        ms /= 36;
+    }
+    let time = std::str::from_utf8(&time).unwrap_or("000000000");
+    format!("{prefix}{time}{:016x}", rand::random::<u64>())
+}
+
 /// A visitor `message` frame.
 pub fn visitor_message(client_id: &str, body: &str) -> String {
     serde_json::json!({"type": "message", "client_id": client_id, "body": body}).to_string()
@@ -312,6 +330,17 @@ pub fn body_sent_us(body: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_ids_start_with_the_time_as_the_widget_makes_them() {
+        let first = client_id("w-");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later = client_id("w-");
+        assert_eq!(first.len(), 2 + 9 + 16, "{first}");
+        assert!(first.starts_with("w-") && first[2..].bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert!(first < later, "{first} should sort before {later}");
+        assert_ne!(first[11..], later[11..], "the random part repeats");
+    }
 
     #[test]
     fn bodies_carry_their_send_time() {

@@ -293,10 +293,14 @@
   };
 
   /** A random id (crypto.randomUUID needs a secure context; getRandomValues does not). */
+  // A fresh idempotency key (`client_id`): the prefix, the time in 9 base-36 digits of
+  // milliseconds, then 64 random bits. Ids that start with the time land at the end of the
+  // server's client-id index instead of anywhere in it (docs/PROTOCOL.md).
   function randomId(prefix) {
-    const bytes = new Uint8Array(12);
+    const bytes = new Uint8Array(8);
     crypto.getRandomValues(bytes);
-    return prefix + Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+    const time = Date.now().toString(36).padStart(9, '0');
+    return prefix + time + Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
   }
 
   // =====================================================================================

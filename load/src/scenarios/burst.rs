@@ -197,7 +197,7 @@ async fn visitor(
     };
     out.welcome = Some(started.elapsed());
     live.open.fetch_add(1, Ordering::Relaxed);
-    let cid = format!("b{i}");
+    let cid = client::client_id("w-");
     let body = client::stamped_body(&format!("burst v={i}"));
     let sent = Instant::now();
     Live::bump(&live.sent);

@@ -44,7 +44,7 @@ pub async fn run(opts: &Options, target: &Target) -> Result<Report, String> {
         client::hello(&mut ws).await?;
         if !opts.against_echo {
             // The first message opens the conversation; it is not part of the timed phase.
-            client::first_message(&mut ws, &format!("e{i}-open"), "open").await?;
+            client::first_message(&mut ws, &client::client_id("w-"), "open").await?;
         }
         live.open.fetch_add(1, Ordering::Relaxed);
         sockets.push(ws);
@@ -52,9 +52,8 @@ pub async fn run(opts: &Options, target: &Target) -> Result<Report, String> {
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::with_capacity(sockets.len());
-    for (i, ws) in sockets.into_iter().enumerate() {
+    for ws in sockets {
         tasks.push(tokio::spawn(visitor(
-            i,
             ws,
             opts.window.max(1),
             deadline,
@@ -106,19 +105,17 @@ pub async fn run(opts: &Options, target: &Target) -> Result<Report, String> {
     Ok(report)
 }
 
-async fn visitor(i: usize, mut ws: Ws, window: usize, deadline: Instant, live: Arc<Live>) -> Tally {
+async fn visitor(mut ws: Ws, window: usize, deadline: Instant, live: Arc<Live>) -> Tally {
     let mut tally = Tally::default();
     let mut latency = Hist::new();
     let mut in_flight: HashMap<String, Instant> = HashMap::with_capacity(window);
-    let mut n = 0u64;
     let body = "x".repeat(64);
     loop {
         let sending = Instant::now() < deadline;
         if sending {
             let mut frames = Vec::new();
             while in_flight.len() < window {
-                let cid = format!("e{i}-{n}");
-                n += 1;
+                let cid = client::client_id("w-");
                 frames.push(client::visitor_message(&cid, &body));
                 in_flight.insert(cid, Instant::now());
             }

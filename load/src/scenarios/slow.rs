@@ -337,7 +337,7 @@ async fn visitor(
         let mut ws = client::connect(&ep, "/ws/visitor", dial).await?;
         client::hello(&mut ws).await?;
         let body = client::stamped_body(&format!("slow-test v={i}"));
-        let conv = client::first_message(&mut ws, &format!("s{i}"), &body).await?;
+        let conv = client::first_message(&mut ws, &client::client_id("w-"), &body).await?;
         Ok::<_, String>((ws, conv))
     };
     let (mut ws, conversation) = match opened.await {
@@ -424,7 +424,7 @@ async fn operator(
             while n < due {
                 let conv = conversations[next % conversations.len()].0;
                 next += 1;
-                let cid = format!("op-{n}");
+                let cid = client::client_id("o-");
                 let mut body = client::stamped_body(&format!("slow-test n={n} c={conv}"));
                 body.push(' ');
                 while body.len() < body_bytes {

@@ -266,7 +266,7 @@ async fn visitor(
     let mut ready = Some(ready);
     let mut n = 0u64;
     let mut new_message = |r: &mut VisitorResult| {
-        let cid = format!("v{i}-{n}");
+        let cid = client::client_id("w-");
         let body = client::stamped_body(&format!("v={i} n={n}"));
         n += 1;
         let frame = client::visitor_message(&cid, &body);
@@ -432,7 +432,7 @@ async fn operator(
                     r.outbox.warming_up = now_phase < Phase::Run;
                     match operator_event(j, &mut r, e, &sh) {
                         Ok(Some(answer)) if replying => {
-                            let cid = format!("o{j}-{n}");
+                            let cid = client::client_id("o-");
                             let body = client::stamped_body(&format!("o={j} n={n} re={}", answer.1));
                             n += 1;
                             let frame = client::operator_message(answer.0, &cid, &body);

@@ -10,7 +10,7 @@
 set -euo pipefail
 out=${1:?usage: load/rate-sweep.sh OUTPUT.jsonl [charla-load options]}
 shift
-rates=${RATES:-"1000 2500 5000 10000 15000 20000 30000"}
+rates=${RATES:-"1000 2500 5000 10000 20000 30000 45000"}
 cd "$(dirname "$0")/.."
 cargo build -q --release -p charla-load
 : >"$out"

@@ -86,15 +86,7 @@ fn client_id(at: i64) -> String {
     if random_client_ids() {
         return format!("{:024x}", rand::random::<u128>() >> 32);
     }
-    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut ms = (NOW_MS + at) as u64;
-    let mut time = [b'0'; 9];
-    for digit in time.iter_mut().rev() {
-        *digit = DIGITS[(ms % 36) as usize];
-        ms /= 36;
-    }
-    let time = std::str::from_utf8(&time).expect("ascii digits");
-    format!("w-{time}{:016x}", rand::random::<u64>())
+    charla::protocol::time_first_client_id("w-", (NOW_MS + at) as u64)
 }
 
 /// A migrated store with conversations to write into, and the counters that keep every

@@ -13,6 +13,23 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Longest accepted client message id.
 pub const MAX_CLIENT_ID_LEN: usize = 64;
 
+/// A client id as the bundled clients make them (the widget's `randomId` and the console's
+/// `newClientId` in JavaScript; the load harness and the persistence bench call this): the
+/// prefix, `at_ms` as 9 base-36 digits, then 16 random hex digits. Ids that start with the
+/// time are added at the end of the client-id index (docs/PROTOCOL.md, "Idempotent
+/// retries"); the server accepts any id of 1 to [`MAX_CLIENT_ID_LEN`] bytes.
+pub fn time_first_client_id(prefix: &str, at_ms: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut rest = at_ms;
+    let mut time = ['0'; 9];
+    for digit in time.iter_mut().rev() {
+        *digit = char::from(DIGITS[(rest % 36) as usize]);
+        rest /= 36;
+    }
+    let time: String = time.iter().collect();
+    format!("{prefix}{time}{:016x}", rand::random::<u64>())
+}
+
 /// Frames a visitor's widget sends.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -435,6 +452,19 @@ pub fn validate_message_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_first_client_ids_carry_the_time_in_nine_base36_digits() {
+        let id = time_first_client_id("w-", 36 * 36 + 35);
+        assert!(id.starts_with("w-00000010z"), "{id}");
+        assert_eq!(id.len(), 2 + 9 + 16);
+        assert!(id[11..].bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        // 2026's milliseconds take 8 digits, so ids sort by time as strings.
+        assert!(
+            time_first_client_id("w-", 1_795_305_600_000)
+                < time_first_client_id("w-", 1_795_305_600_001)
+        );
+    }
 
     #[test]
     fn parse_tells_errors_apart() {

@@ -275,17 +275,10 @@ pub async fn login(ep: &Endpoint, email: &str, password: &str) -> Result<String,
 /// client-id index is ordered by client id, so ids that start with the time are added at its
 /// end; the harness sends what real clients send, so its figures are theirs.
 pub fn client_id(prefix: &str) -> String {
-    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut ms = std::time::SystemTime::now()
+    let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    let mut time = [b'0'; 9];
-    for digit in time.iter_mut().rev() {
-        *digit = DIGITS[(ms % 36) as usize];
-        ms /= 36;
-    }
-    let time = std::str::from_utf8(&time).unwrap_or("000000000");
-    format!("{prefix}{time}{:016x}", rand::random::<u64>())
+    charla::protocol::time_first_client_id(prefix, u64::try_from(now_ms).unwrap_or(u64::MAX))
 }
 
 /// A visitor `message` frame.

@@ -155,7 +155,7 @@ struct SqlitePragmas {
 impl CustomizeConnection<SqliteConnection, r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), r2d2::Error> {
         conn.batch_execute(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA synchronous = {}; \
+            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA synchronous = {}; \
              PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {}; \
              PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};",
             self.synchronous,
@@ -164,6 +164,9 @@ impl CustomizeConnection<SqliteConnection, r2d2::Error> for SqlitePragmas {
         .map_err(r2d2::Error::QueryError)
     }
 }
+
+/// How long a SQLite connection waits for a lock before `database is locked` (ms).
+const BUSY_TIMEOUT_MS: u32 = 10_000;
 
 /// Frames in SQLite's write-ahead log past which the log is restarted (16 MiB of 4 KiB
 /// pages). A passive checkpoint copies the log into the database without stopping the
@@ -315,11 +318,11 @@ impl Store {
         }
         let result = conn.batch_execute(&format!(
             "PRAGMA busy_timeout = {WAL_RESTART_WAIT_MS}; PRAGMA wal_checkpoint(RESTART); \
-             PRAGMA busy_timeout = 10000;"
+             PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};"
         ));
         if let Err(e) = result {
             // The busy timeout must come back even when the checkpoint failed.
-            let _ = conn.batch_execute("PRAGMA busy_timeout = 10000");
+            let _ = conn.batch_execute(&format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}"));
             tracing::warn!(error = %e, "WAL restart failed");
         }
     }
